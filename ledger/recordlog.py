@@ -1,0 +1,797 @@
+"""A generic durable record log: opaque byte records in, the same bytes out, in order.
+
+The ledger stores its blocks here and the venue's command journal can reuse it: the log knows
+nothing about what a record means.
+
+On disk (all integers little-endian)
+------------------------------------
+A log is a directory of append-only *segment* files named ``<first record number:020d>.seg``.
+Each segment starts with a 16-byte header::
+
+    magic    8 bytes  b"RLOGSEG1"
+    first    u64      number of the first record stored in this segment (must match the name)
+
+followed by records, back to back::
+
+    length   u32      payload length in bytes
+    crc      u32      CRC-32 (zlib / IEEE 802.3 polynomial, as ``zlib.crc32``) over the four
+                      length bytes followed by the payload, so a damaged length is caught too
+    payload  length bytes
+
+CRC-32 rather than CRC-32C because the standard library computes it (``zlib``) at memory speed
+and no extra dependency is needed; it detects every burst error up to 32 bits.
+
+Record numbers start at 0 and are dense. A new segment is started ("rolled") when the next
+record would push the current one past ``segment_max_bytes``; a record larger than that sits
+alone in its own segment. A new segment's header is fsynced and then the directory is fsynced,
+before any record is written to it, so a segment that exists after a crash is always findable.
+
+Index
+-----
+The index from record number to (segment, offset) lives in memory and is rebuilt by scanning on
+open. The scan has to read every byte anyway to check every checksum and to find a torn tail,
+so a persisted index would save nothing at open and would be one more file to keep
+crash-consistent. It costs 8 bytes per record (an ``array('Q')`` of offsets per segment).
+
+Group commit
+------------
+``append`` frames the record, gives it the next record number and queues it; one writer thread
+takes *every* queued record, writes them with one ``os.write`` and makes them durable with one
+``os.fsync`` (one of each per segment touched when a batch crosses a segment boundary), and only
+then completes their handles. While one batch is being fsynced the next one accumulates, so the
+batch size adapts to the load.
+
+Failure
+-------
+A failed write or fsync is fatal and never retried: after ``fsync`` reports an error the kernel
+may already have dropped the dirty pages, so a retry could "succeed" without the data. The log
+enters a failed state; every pending handle and every later ``append`` fails with the same
+:class:`RecordLogFailedError`. Reopening the directory recovers what is durable.
+
+Recovery
+--------
+Opening scans every segment. A problem in the *last* segment with no valid record anywhere after
+it (a short header, a payload running past end of file, a bad checksum on the final record, a
+zero-filled tail) is a torn write from a crash: the segment is truncated back to the end of the
+last good record, and :attr:`RecordLog.recovery` says how many bytes were cut. Any other problem
+-- a bad record followed by a valid one, or damage in an earlier segment -- raises
+:class:`RecordLogCorruptError` naming the file, offset and record number. Nothing is silently
+repaired.
+
+:class:`LogScanner` walks a log read-only and strictly (it never truncates) and reports, rather
+than raises, the first problem with its location; the audit tool uses it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import struct
+import threading
+import zlib
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_SEGMENT_MAX_BYTES",
+    "MAX_RECORD_BYTES",
+    "AppendHandle",
+    "LogScanner",
+    "RecordLog",
+    "RecordLogClosedError",
+    "RecordLogCorruptError",
+    "RecordLogError",
+    "RecordLogFailedError",
+    "RecordLogLockedError",
+    "RecordNotFoundError",
+    "RecoveryReport",
+    "ScanProblem",
+    "ScannedRecord",
+]
+
+logger = logging.getLogger(__name__)
+
+SEGMENT_MAGIC = b"RLOGSEG1"
+SEGMENT_HEADER = struct.Struct("<8sQ")
+RECORD_HEADER = struct.Struct("<II")
+LENGTH_FIELD = struct.Struct("<I")
+DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
+# A length above this can only be damage; it also bounds what a reader will try to allocate.
+MAX_RECORD_BYTES = 256 * 1024 * 1024
+SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
+LOCK_FILE_NAME = "LOCK"
+
+
+def segment_file_name(first_record_number: int) -> str:
+    """The file name of the segment whose first record is ``first_record_number``."""
+    return f"{first_record_number:020d}.seg"
+
+
+def frame_record(payload: bytes) -> bytes:
+    """Return ``payload`` framed as it is stored: length, CRC-32 of length+payload, payload."""
+    length_bytes = LENGTH_FIELD.pack(len(payload))
+    checksum = zlib.crc32(payload, zlib.crc32(length_bytes))
+    return length_bytes + LENGTH_FIELD.pack(checksum) + payload
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class RecordLogError(Exception):
+    """Base of every record log error; ``code`` is a stable machine-readable identifier."""
+
+    code = "recordlog.error"
+
+
+class RecordLogCorruptError(RecordLogError):
+    """The log holds damage that is not a torn tail; it is refused, never silently repaired."""
+
+    code = "recordlog.corrupt"
+
+    def __init__(self, problem: ScanProblem) -> None:
+        super().__init__(problem.describe())
+        self.problem = problem
+        self.path = problem.path
+        self.offset = problem.offset
+        self.record_number = problem.record_number
+
+
+class RecordLogFailedError(RecordLogError):
+    """A write or fsync failed; the log is unusable until reopened (no retry, by design)."""
+
+    code = "recordlog.write_failed"
+
+
+class RecordLogClosedError(RecordLogError):
+    """The log was closed; nothing more can be appended."""
+
+    code = "recordlog.closed"
+
+
+class RecordLogLockedError(RecordLogError):
+    """Another open ``RecordLog`` (in this or another process) holds the directory's lock."""
+
+    code = "recordlog.locked"
+
+
+class RecordNotFoundError(RecordLogError, IndexError):
+    """The requested record number is not (yet) durable in this log."""
+
+    code = "recordlog.no_such_record"
+
+
+# --------------------------------------------------------------------------------------------
+# Scanning
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProblem:
+    """The first problem found in a log, with where it is.
+
+    ``kind`` is one of: ``segment_header_short``, ``segment_bad_magic``, ``segment_misnamed``,
+    ``segment_gap``, ``record_header_short``, ``record_length_implausible``,
+    ``record_payload_short``, ``record_checksum_mismatch``, ``unreadable``.
+    ``is_torn_tail`` is true when the problem is in the last segment and no valid record starts
+    anywhere after it: the signature of a write interrupted by a crash.
+    """
+
+    kind: str
+    path: str
+    offset: int
+    record_number: int
+    detail: str
+    is_torn_tail: bool
+
+    def describe(self) -> str:
+        """One line naming the file, offset and record number."""
+        torn = " (torn tail)" if self.is_torn_tail else ""
+        return (
+            f"{self.kind}{torn}: {self.detail} in {self.path} at offset {self.offset}, "
+            f"record {self.record_number}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedRecord:
+    """One valid record as found by :class:`LogScanner`: its number, payload and location."""
+
+    record_number: int
+    payload: bytes
+    path: str
+    offset: int
+
+
+@dataclass(slots=True)
+class _SegmentScan:
+    """The outcome of parsing one segment file held in memory."""
+
+    path: str
+    first_record_number: int
+    offsets: array
+    valid_end: int
+    problem: ScanProblem | None
+
+
+def _valid_record_at(data: bytes | memoryview, offset: int) -> bool:
+    """True if a complete record with a matching checksum starts at ``offset``."""
+    if offset + RECORD_HEADER.size > len(data):
+        return False
+    length, checksum = RECORD_HEADER.unpack_from(data, offset)
+    end = offset + RECORD_HEADER.size + length
+    if length > MAX_RECORD_BYTES or end > len(data):
+        return False
+    view = memoryview(data)
+    return zlib.crc32(view[offset + 8 : end], zlib.crc32(view[offset : offset + 4])) == checksum
+
+
+def _any_valid_record_after(data: bytes, offset: int) -> bool:
+    """True if a valid record starts at any byte offset after ``offset``.
+
+    Only runs on the error path. After a genuine torn write the remainder is at most one batch;
+    after mid-file damage the next intact record is usually found within one record length.
+    """
+    return any(_valid_record_at(data, start) for start in range(offset + 1, len(data) - 7))
+
+
+def _parse_segment(
+    path: str, data: bytes, expected_first: int, name_first: int, is_last: bool
+) -> _SegmentScan:
+    """Parse one whole segment; stop at the first problem and classify it."""
+    offsets = array("Q")
+    header_size = SEGMENT_HEADER.size
+
+    def problem(kind: str, offset: int, number: int, detail: str, torn: bool) -> _SegmentScan:
+        found = ScanProblem(kind, path, offset, number, detail, torn)
+        return _SegmentScan(path, name_first, offsets, offset, found)
+
+    if name_first != expected_first:
+        return problem(
+            "segment_gap",
+            0,
+            expected_first,
+            f"segment starts at record {name_first}, expected {expected_first}",
+            False,
+        )
+    if len(data) < header_size:
+        expected_header = SEGMENT_HEADER.pack(SEGMENT_MAGIC, name_first)
+        # A crash while creating the last segment leaves a prefix of its header (or zeros).
+        torn = is_last and (expected_header.startswith(data) or data.count(0) == len(data))
+        return problem("segment_header_short", 0, name_first, f"header is {len(data)} bytes", torn)
+    magic, header_first = SEGMENT_HEADER.unpack_from(data, 0)
+    if magic != SEGMENT_MAGIC:
+        return problem("segment_bad_magic", 0, name_first, f"magic {magic!r}", False)
+    if header_first != name_first:
+        return problem(
+            "segment_misnamed",
+            0,
+            name_first,
+            f"header says first record {header_first}, name says {name_first}",
+            False,
+        )
+
+    view = memoryview(data)
+    size = len(data)
+    offset = header_size
+    number = name_first
+    unpack_header = RECORD_HEADER.unpack_from
+    crc32 = zlib.crc32
+    append_offset = offsets.append
+    while offset < size:
+        if offset + 8 > size:
+            kind, detail = "record_header_short", f"{size - offset} header bytes"
+            break
+        length, checksum = unpack_header(data, offset)
+        end = offset + 8 + length
+        if length > MAX_RECORD_BYTES:
+            kind, detail = "record_length_implausible", f"length {length}"
+            break
+        if end > size:
+            kind, detail = "record_payload_short", f"length {length}, {size - offset - 8} present"
+            break
+        if crc32(view[offset + 8 : end], crc32(view[offset : offset + 4])) != checksum:
+            kind, detail = "record_checksum_mismatch", f"length {length}"
+            break
+        append_offset(offset)
+        offset = end
+        number += 1
+    else:
+        return _SegmentScan(path, name_first, offsets, offset, None)
+    torn = is_last and not _any_valid_record_after(data, offset)
+    return problem(kind, offset, number, detail, torn)
+
+
+def _list_segments(directory: Path) -> list[tuple[int, Path]]:
+    """Segment files of ``directory`` as (first record number, path), in record order."""
+    found = []
+    for entry in os.scandir(directory):
+        match = SEGMENT_NAME.match(entry.name)
+        if match and entry.is_file():
+            found.append((int(match.group(1)), Path(entry.path)))
+    found.sort()
+    return found
+
+
+def _scan_segments(directory: Path) -> Iterator[tuple[_SegmentScan, bytes]]:
+    """Parse every segment in order, yielding each with its bytes; stop after a problem."""
+    segments = _list_segments(directory)
+    expected_first = 0
+    for index, (name_first, path) in enumerate(segments):
+        data = path.read_bytes()
+        is_last = index == len(segments) - 1
+        scan = _parse_segment(str(path), data, expected_first, name_first, is_last)
+        yield scan, data
+        if scan.problem is not None:
+            return
+        expected_first = name_first + len(scan.offsets)
+
+
+class LogScanner:
+    """Read-only, strict walk over every record of a log directory.
+
+    Iterating yields :class:`ScannedRecord` in order and stops at the first problem, which is
+    then available as :attr:`problem` (``None`` if the whole log is clean). A torn tail is
+    reported too (with ``is_torn_tail`` set): the scanner never truncates or repairs anything.
+    Holds at most one segment in memory.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.problem: ScanProblem | None = None
+        self.record_count = 0
+
+    def __iter__(self) -> Iterator[ScannedRecord]:
+        self.problem = None
+        self.record_count = 0
+        if not self.directory.is_dir():
+            self.problem = ScanProblem(
+                "unreadable", str(self.directory), 0, 0, "not a directory", False
+            )
+            return
+        for scan, data in _scan_segments(self.directory):
+            number = scan.first_record_number
+            for offset in scan.offsets:
+                (length,) = LENGTH_FIELD.unpack_from(data, offset)
+                yield ScannedRecord(
+                    number, data[offset + 8 : offset + 8 + length], scan.path, offset
+                )
+                number += 1
+            self.record_count = number
+            if scan.problem is not None:
+                self.problem = scan.problem
+
+
+# --------------------------------------------------------------------------------------------
+# The writable log
+
+
+class AppendHandle(Future):
+    """Completes (with the record number as result) once the record is durable.
+
+    ``record_number`` is known at once. Wait from a thread with ``result()``; from asyncio use
+    ``asyncio.wrap_future(handle)``. If the log fails, the handle raises
+    :class:`RecordLogFailedError`.
+    """
+
+    def __init__(self, record_number: int) -> None:
+        super().__init__()
+        self.record_number = record_number
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What opening the log had to do: ``truncated_bytes`` cut from ``truncated_path``."""
+
+    record_count: int
+    truncated_bytes: int = 0
+    truncated_path: str | None = None
+    problem: ScanProblem | None = None
+
+
+@dataclass(slots=True)
+class _Segment:
+    first_record_number: int
+    path: Path
+    offsets: array
+    size: int
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a directory's entries (a created file's name) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a short write is legal for regular files)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class RecordLog:
+    """An open, writable record log. Create with :meth:`open`; thread-safe."""
+
+    def __init__(self, directory: Path, segment_max_bytes: int) -> None:
+        """Private: use :meth:`RecordLog.open`."""
+        self.directory = directory
+        self.segment_max_bytes = segment_max_bytes
+        self.recovery = RecoveryReport(0)
+        self._lock = threading.Lock()
+        self._work_ready = threading.Condition(self._lock)
+        self._durable_changed = threading.Condition(self._lock)
+        self._segments: list[_Segment] = []
+        self._segment_firsts: list[int] = []
+        self._pending: list[tuple[AppendHandle, bytes]] = []
+        self._next_record_number = 0
+        self._durable_count = 0
+        self._failure: RecordLogFailedError | None = None
+        self._closing = False
+        self._closed = False
+        self._write_fd = -1
+        self._read_fds: dict[int, int] = {}
+        self._lock_fd = -1
+        self._writer: threading.Thread | None = None
+
+    # ---- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
+    ) -> RecordLog:
+        """Open (creating if needed) the log in ``directory`` and recover it after a crash.
+
+        Raises :class:`RecordLogCorruptError` for damage that is not a torn tail and
+        :class:`RecordLogLockedError` if the log is already open elsewhere.
+        """
+        if segment_max_bytes < SEGMENT_HEADER.size + RECORD_HEADER.size:
+            raise ValueError(f"segment_max_bytes too small: {segment_max_bytes}")
+        path = Path(directory)
+        if not path.is_dir():
+            path.mkdir(parents=True)
+            _fsync_directory(path.parent)
+        log = cls(path, segment_max_bytes)
+        log._acquire_lock()
+        try:
+            log._recover()
+            log._open_for_writing()
+        except BaseException:
+            log._release_resources()
+            raise
+        log._writer = threading.Thread(
+            target=log._writer_loop, name=f"recordlog-writer:{path.name}", daemon=True
+        )
+        log._writer.start()
+        return log
+
+    def _acquire_lock(self) -> None:
+        self._lock_fd = os.open(self.directory / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise RecordLogLockedError(f"record log {self.directory} is open elsewhere") from None
+
+    def _recover(self) -> None:
+        """Scan every segment, truncate a torn tail, refuse anything else, build the index."""
+        truncated_bytes = 0
+        truncated_path: str | None = None
+        problem: ScanProblem | None = None
+        for scan, data in _scan_segments(self.directory):
+            if scan.problem is not None:
+                problem = scan.problem
+                if not problem.is_torn_tail:
+                    raise RecordLogCorruptError(problem)
+                truncated_path = scan.path
+                truncated_bytes = len(data) - scan.valid_end
+                self._truncate_torn_tail(Path(scan.path), scan)
+                logger.warning(
+                    "record log recovery: truncated %d bytes of torn tail: %s",
+                    truncated_bytes,
+                    problem.describe(),
+                )
+            size = max(scan.valid_end, SEGMENT_HEADER.size)
+            self._add_segment(
+                _Segment(scan.first_record_number, Path(scan.path), scan.offsets, size)
+            )
+            self._next_record_number = scan.first_record_number + len(scan.offsets)
+        self._durable_count = self._next_record_number
+        self.recovery = RecoveryReport(
+            self._next_record_number, truncated_bytes, truncated_path, problem
+        )
+
+    def _truncate_torn_tail(self, path: Path, scan: _SegmentScan) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            if scan.valid_end < SEGMENT_HEADER.size:
+                # Torn segment header: rewrite it whole.
+                os.ftruncate(fd, 0)
+                _write_all(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, scan.first_record_number))
+            else:
+                os.ftruncate(fd, scan.valid_end)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _add_segment(self, segment: _Segment) -> None:
+        self._segments.append(segment)
+        self._segment_firsts.append(segment.first_record_number)
+
+    def _open_for_writing(self) -> None:
+        if not self._segments:
+            self._create_segment(0)
+            return
+        last = self._segments[-1]
+        self._write_fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
+
+    def _create_segment(self, first_record_number: int) -> None:
+        """Start a new segment: header written and fsynced, then the directory fsynced."""
+        path = self.directory / segment_file_name(first_record_number)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            _write_all(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, first_record_number))
+            os.fsync(fd)
+            _fsync_directory(self.directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        if self._write_fd >= 0:
+            os.close(self._write_fd)
+        self._write_fd = fd
+        with self._lock:
+            self._add_segment(_Segment(first_record_number, path, array("Q"), SEGMENT_HEADER.size))
+
+    # ---- appending ----------------------------------------------------------------------
+
+    def append(self, payload: bytes) -> AppendHandle:
+        """Queue ``payload`` as the next record; the handle completes once it is durable.
+
+        Raises :class:`RecordLogFailedError` if the log has failed, :class:`RecordLogClosedError`
+        if it is closed.
+        """
+        return self.append_many((payload,))[0]
+
+    def append_many(self, payloads: Iterable[bytes]) -> list[AppendHandle]:
+        """Queue several records at once (consecutive numbers, one lock round trip)."""
+        framed = [frame_record(payload) for payload in payloads]
+        with self._lock:
+            self._check_appendable()
+            number = self._next_record_number
+            handles = []
+            for frame in framed:
+                handle = AppendHandle(number)
+                handles.append(handle)
+                self._pending.append((handle, frame))
+                number += 1
+            self._next_record_number = number
+            self._work_ready.notify()
+        return handles
+
+    def append_and_wait(self, payload: bytes, timeout: float | None = None) -> int:
+        """Append ``payload`` and block until it is durable; return its record number."""
+        return self.append(payload).result(timeout)
+
+    def _check_appendable(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._closing:
+            raise RecordLogClosedError(f"record log {self.directory} is closed")
+
+    # ---- the writer thread --------------------------------------------------------------
+
+    def _writer_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending and not self._closing:
+                    self._work_ready.wait()
+                if not self._pending:
+                    return
+                batch = self._pending
+                self._pending = []
+            try:
+                self._write_batch(batch)
+            except BaseException as error:
+                self._fail(batch, error)
+                return
+            for handle, _ in batch:
+                handle.set_result(handle.record_number)
+
+    def _write_batch(self, batch: list[tuple[AppendHandle, bytes]]) -> None:
+        """Write a batch: one write + one fsync per segment touched, rolling when full."""
+        segment = self._segments[-1]
+        run: list[bytes] = []
+        run_offsets: list[int] = []
+        size = segment.size
+        for handle, frame in batch:
+            has_records = bool(segment.offsets) or bool(run)
+            if has_records and size + len(frame) > self.segment_max_bytes:
+                self._flush_run(segment, run, run_offsets, size)
+                self._create_segment(handle.record_number)
+                segment = self._segments[-1]
+                size = segment.size
+                run, run_offsets = [], []
+            run_offsets.append(size)
+            run.append(frame)
+            size += len(frame)
+        self._flush_run(segment, run, run_offsets, size)
+
+    def _flush_run(
+        self, segment: _Segment, run: list[bytes], offsets: list[int], new_size: int
+    ) -> None:
+        if not run:
+            return
+        _write_all(self._write_fd, b"".join(run))
+        os.fsync(self._write_fd)
+        with self._lock:
+            segment.offsets.extend(offsets)
+            segment.size = new_size
+            self._durable_count += len(run)
+            self._durable_changed.notify_all()
+
+    def _fail(self, batch: list[tuple[AppendHandle, bytes]], cause: BaseException) -> None:
+        failure = RecordLogFailedError(
+            f"record log {self.directory} failed and accepts no more records: {cause!r}"
+        )
+        failure.__cause__ = cause
+        logger.error("%s", failure)
+        with self._lock:
+            self._failure = failure
+            doomed = [handle for handle, _ in batch if not handle.done()]
+            doomed += [handle for handle, _ in self._pending]
+            self._pending = []
+            self._durable_changed.notify_all()
+        for handle in doomed:
+            if handle.record_number >= self._durable_count:
+                handle.set_exception(failure)
+            else:
+                handle.set_result(handle.record_number)
+
+    # ---- reading ------------------------------------------------------------------------
+
+    @property
+    def durable_count(self) -> int:
+        """How many records (numbers ``0 .. durable_count - 1``) are durable."""
+        return self._durable_count
+
+    @property
+    def appended_count(self) -> int:
+        """How many records have been appended, durable or still queued."""
+        return self._next_record_number
+
+    @property
+    def failure(self) -> RecordLogFailedError | None:
+        """The fatal error, once a write or fsync has failed."""
+        return self._failure
+
+    def wait_durable(self, count: int, timeout: float | None = None) -> bool:
+        """Block until at least ``count`` records are durable; False on timeout.
+
+        Raises the log's failure if it fails before that.
+        """
+        with self._lock:
+            reached = self._durable_changed.wait_for(
+                lambda: self._durable_count >= count or self._failure is not None, timeout
+            )
+            if self._durable_count >= count:
+                return True
+            if self._failure is not None:
+                raise self._failure
+            return reached
+
+    def _locate(self, record_number: int) -> tuple[_Segment, int]:
+        with self._lock:
+            if not 0 <= record_number < self._durable_count:
+                raise RecordNotFoundError(
+                    f"record {record_number} not in log (durable count {self._durable_count})"
+                )
+            segment = self._segments[bisect_right(self._segment_firsts, record_number) - 1]
+            return segment, segment.offsets[record_number - segment.first_record_number]
+
+    def _read_fd(self, segment: _Segment) -> int:
+        with self._lock:
+            if self._closed:
+                raise RecordLogClosedError(f"record log {self.directory} is closed")
+            fd = self._read_fds.get(segment.first_record_number)
+            if fd is None:
+                fd = os.open(segment.path, os.O_RDONLY)
+                self._read_fds[segment.first_record_number] = fd
+            return fd
+
+    def read(self, record_number: int) -> bytes:
+        """Return the payload of a durable record, checking its checksum."""
+        segment, offset = self._locate(record_number)
+        fd = self._read_fd(segment)
+        header = os.pread(fd, RECORD_HEADER.size, offset)
+        length, _ = RECORD_HEADER.unpack(header)
+        frame = header + os.pread(fd, length, offset + RECORD_HEADER.size)
+        self._check_frame(frame, segment, offset, record_number)
+        return frame[RECORD_HEADER.size :]
+
+    def records(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(record_number, payload)`` for durable records ``start <= n < stop``.
+
+        Reads each segment in one go; checksums are checked. ``stop`` defaults to the durable
+        count when iteration starts.
+        """
+        if stop is None:
+            stop = self._durable_count
+        number = start
+        while number < stop:
+            segment, first_offset = self._locate(number)
+            last_in_segment = min(stop, segment.first_record_number + len(segment.offsets)) - 1
+            _, last_offset = self._locate(last_in_segment)
+            fd = self._read_fd(segment)
+            (last_length,) = LENGTH_FIELD.unpack(os.pread(fd, 4, last_offset))
+            end = last_offset + RECORD_HEADER.size + last_length
+            data = os.pread(fd, end - first_offset, first_offset)
+            base = segment.first_record_number
+            for index in range(number - base, last_in_segment - base + 1):
+                relative = segment.offsets[index] - first_offset
+                (length,) = LENGTH_FIELD.unpack_from(data, relative)
+                frame_end = relative + RECORD_HEADER.size + length
+                self._check_frame(
+                    data[relative:frame_end], segment, relative + first_offset, base + index
+                )
+                yield base + index, data[relative + RECORD_HEADER.size : frame_end]
+            number = last_in_segment + 1
+
+    @staticmethod
+    def _check_frame(frame: bytes, segment: _Segment, offset: int, record_number: int) -> None:
+        if not _valid_record_at(frame, 0):
+            raise RecordLogCorruptError(
+                ScanProblem(
+                    "record_checksum_mismatch",
+                    str(segment.path),
+                    offset,
+                    record_number,
+                    "record changed on disk after it was written",
+                    False,
+                )
+            )
+
+    # ---- closing ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write everything queued, stop the writer and release files. Idempotent.
+
+        Does not raise if the log had failed; the failure was reported to every handle.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closing = True
+            self._work_ready.notify_all()
+        if self._writer is not None and self._writer is not threading.current_thread():
+            self._writer.join()
+        self._release_resources()
+
+    def _release_resources(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._closing = True
+            fds = [*self._read_fds.values(), self._write_fd, self._lock_fd]
+            self._read_fds.clear()
+            self._write_fd = self._lock_fd = -1
+        for fd in fds:
+            if fd >= 0:
+                os.close(fd)
+
+    def __enter__(self) -> RecordLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

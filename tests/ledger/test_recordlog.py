@@ -1,0 +1,388 @@
+"""Record log: round trip, segments, index, group commit, fatal failures, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+from ledger.recordlog import (
+    RECORD_HEADER,
+    SEGMENT_HEADER,
+    AppendHandle,
+    LogScanner,
+    RecordLog,
+    RecordLogClosedError,
+    RecordLogCorruptError,
+    RecordLogFailedError,
+    RecordLogLockedError,
+    RecordNotFoundError,
+    frame_record,
+    segment_file_name,
+)
+
+
+def payloads(count: int, seed: int = 7) -> list[bytes]:
+    """Deterministic payloads of varied length, including an empty one."""
+    rng = random.Random(seed)
+    return [b""] + [rng.randbytes(rng.randrange(1, 120)) for _ in range(count - 1)]
+
+
+def write_log(directory: Path, items: list[bytes], **options: int) -> None:
+    with RecordLog.open(directory, **options) as log:
+        for handle in log.append_many(items):
+            handle.result(5)
+
+
+def segment_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.seg"))
+
+
+def record_offsets(path: Path) -> list[int]:
+    """Offsets of the records in one segment file, walking the framing by hand."""
+    data = path.read_bytes()
+    offsets, offset = [], SEGMENT_HEADER.size
+    while offset < len(data):
+        offsets.append(offset)
+        (length, _) = RECORD_HEADER.unpack_from(data, offset)
+        offset += RECORD_HEADER.size + length
+    return offsets
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def test_round_trip_read_and_iterate_then_reopen(tmp_path: Path) -> None:
+    items = payloads(300)
+    with RecordLog.open(tmp_path) as log:
+        handles = log.append_many(items[:100])
+        handles += [log.append(item) for item in items[100:299]]
+        assert log.append_and_wait(items[299], timeout=5) == 299
+        assert [handle.result(5) for handle in handles] == list(range(299))
+        assert [handle.record_number for handle in handles] == list(range(299))
+        assert log.durable_count == 300
+        assert [log.read(number) for number in range(300)] == items
+        assert [payload for _, payload in log.records()] == items
+        assert [number for number, _ in log.records(250, 260)] == list(range(250, 260))
+    with RecordLog.open(tmp_path) as log:
+        assert log.recovery.record_count == 300
+        assert log.recovery.truncated_bytes == 0
+        assert [payload for _, payload in log.records()] == items
+        assert log.append_and_wait(b"after reopen", timeout=5) == 300
+
+
+def test_segments_roll_at_the_size_limit_and_the_index_spans_them(tmp_path: Path) -> None:
+    limit = 400
+    items = payloads(200, seed=3)
+    oversized = b"x" * 1000
+    items[120] = oversized
+    write_log(tmp_path, items, segment_max_bytes=limit)
+    files = segment_files(tmp_path)
+    assert len(files) > 10
+    for path in files:
+        offsets = record_offsets(path)
+        assert path.stat().st_size <= limit or len(offsets) == 1
+    # Names match the first record number each segment holds; together they are dense.
+    first = 0
+    for path in files:
+        assert path.name == segment_file_name(first)
+        first += len(record_offsets(path))
+    assert first == len(items)
+    with RecordLog.open(tmp_path, segment_max_bytes=limit) as log:
+        order = list(range(len(items)))
+        random.Random(1).shuffle(order)
+        for number in order:
+            assert log.read(number) == items[number]
+        assert [payload for _, payload in log.records(100, 150)] == items[100:150]
+
+
+def test_reading_a_record_that_is_not_durable_is_a_typed_error(tmp_path: Path) -> None:
+    with RecordLog.open(tmp_path) as log:
+        log.append_and_wait(b"one")
+        with pytest.raises(RecordNotFoundError) as caught:
+            log.read(1)
+        assert caught.value.code == "recordlog.no_such_record"
+        with pytest.raises(RecordNotFoundError):
+            log.read(-1)
+
+
+def test_group_commit_writes_and_fsyncs_once_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = RecordLog.open(tmp_path)
+    first_fsync_entered = threading.Event()
+    release_first_fsync = threading.Event()
+    calls = {"write": 0, "fsync": 0}
+    real_write, real_fsync = os.write, os.fsync
+
+    def counting_write(fd: int, data: bytes) -> int:
+        calls["write"] += 1
+        return real_write(fd, data)
+
+    def gated_fsync(fd: int) -> None:
+        calls["fsync"] += 1
+        if calls["fsync"] == 1:
+            first_fsync_entered.set()
+            assert release_first_fsync.wait(5)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "write", counting_write)
+    monkeypatch.setattr(os, "fsync", gated_fsync)
+    first = log.append(b"first")
+    assert first_fsync_entered.wait(5)
+    # While the first batch is being fsynced, 200 appends from 4 threads queue up.
+    appended: list[tuple[AppendHandle, bytes]] = []
+    lock = threading.Lock()
+
+    def appender(index: int) -> None:
+        for n in range(50):
+            payload = f"{index}:{n}".encode()
+            handle = log.append(payload)
+            with lock:
+                appended.append((handle, payload))
+
+    threads = [threading.Thread(target=appender, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not any(handle.done() for handle, _ in appended)
+    release_first_fsync.set()
+    assert first.result(5) == 0
+    numbers = sorted(handle.result(5) for handle, _ in appended)
+    log.close()
+    assert numbers == list(range(1, 201))
+    assert calls == {"write": 2, "fsync": 2}
+    with RecordLog.open(tmp_path) as reopened:
+        by_number = dict(reopened.records())
+    assert all(by_number[handle.record_number] == payload for handle, payload in appended)
+
+
+def test_a_failed_fsync_is_fatal_for_pending_and_later_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = RecordLog.open(tmp_path)
+    assert log.append_and_wait(b"durable") == 0
+    fsync_entered = threading.Event()
+    release = threading.Event()
+
+    def failing_fsync(fd: int) -> None:
+        fsync_entered.set()
+        assert release.wait(5)
+        raise OSError(errno.EIO, "simulated disk error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    in_flight = log.append(b"in flight")
+    assert fsync_entered.wait(5)
+    queued = log.append(b"queued behind the failing batch")
+    release.set()
+    for handle in (in_flight, queued):
+        error = handle.exception(5)
+        assert isinstance(error, RecordLogFailedError)
+        assert error.code == "recordlog.write_failed"
+        assert isinstance(error.__cause__, OSError)
+    with pytest.raises(RecordLogFailedError):
+        log.append(b"after the failure")
+    assert isinstance(log.failure, RecordLogFailedError)
+    assert log.durable_count == 1
+    assert log.read(0) == b"durable"
+    log.close()
+    monkeypatch.undo()
+    with RecordLog.open(tmp_path) as reopened:
+        # What was acknowledged is there; unacknowledged writes may or may not be.
+        assert reopened.read(0) == b"durable"
+
+
+def test_a_write_error_from_a_closed_descriptor_is_fatal(tmp_path: Path) -> None:
+    log = RecordLog.open(tmp_path)
+    log.append_and_wait(b"ok")
+    os.close(log._write_fd)  # the descriptor vanishes under the writer
+    handle = log.append(b"doomed")
+    assert isinstance(handle.exception(5), RecordLogFailedError)
+    with pytest.raises(RecordLogFailedError):
+        log.append_and_wait(b"also doomed")
+    log._write_fd = -1  # already closed above; keep close() from closing a reused number
+    log.close()
+
+
+def test_append_after_close_is_refused(tmp_path: Path) -> None:
+    log = RecordLog.open(tmp_path)
+    handle = log.append(b"written by close")
+    log.close()
+    assert handle.result(0) == 0
+    with pytest.raises(RecordLogClosedError):
+        log.append(b"late")
+    log.close()
+
+
+def test_a_second_open_of_the_same_directory_is_refused(tmp_path: Path) -> None:
+    with RecordLog.open(tmp_path), pytest.raises(RecordLogLockedError):
+        RecordLog.open(tmp_path)
+    with RecordLog.open(tmp_path):
+        pass
+
+
+def test_handles_work_with_asyncio(tmp_path: Path) -> None:
+    with RecordLog.open(tmp_path) as log:
+
+        async def append_two() -> list[int]:
+            first = asyncio.wrap_future(log.append(b"a"))
+            second = asyncio.wrap_future(log.append(b"b"))
+            return [await first, await second]
+
+        assert asyncio.run(append_two()) == [0, 1]
+
+
+def test_torn_tail_at_every_byte_of_the_last_record_reopens_to_the_previous(
+    tmp_path: Path,
+) -> None:
+    items = payloads(6, seed=11)
+    items[-1] = bytes(range(60))
+    write_log(tmp_path / "log", items)
+    (segment,) = segment_files(tmp_path / "log")
+    original = segment.read_bytes()
+    last_offset = record_offsets(segment)[-1]
+    assert len(original) == last_offset + RECORD_HEADER.size + 60
+    for cut in range(last_offset + 1, len(original)):
+        segment.write_bytes(original[:cut])
+        with RecordLog.open(tmp_path / "log") as log:
+            assert log.recovery.record_count == len(items) - 1
+            assert log.recovery.truncated_bytes == cut - last_offset
+            assert log.recovery.problem is not None and log.recovery.problem.is_torn_tail
+            assert [payload for _, payload in log.records()] == items[:-1]
+        assert segment.stat().st_size == last_offset
+    # After recovery the log keeps working from the right number.
+    with RecordLog.open(tmp_path / "log") as log:
+        assert log.append_and_wait(b"next") == len(items) - 1
+
+
+@pytest.mark.parametrize("damage", ["payload_bit", "checksum_bit", "zero_filled_tail"])
+def test_a_bad_final_record_with_nothing_after_it_is_a_torn_tail(
+    tmp_path: Path, damage: str
+) -> None:
+    items = payloads(5, seed=5)
+    write_log(tmp_path, items)
+    (segment,) = segment_files(tmp_path)
+    last_offset = record_offsets(segment)[-1]
+    if damage == "payload_bit":
+        flip_byte(segment, last_offset + RECORD_HEADER.size)
+    elif damage == "checksum_bit":
+        flip_byte(segment, last_offset + 5)
+    else:
+        with segment.open("ab") as file:
+            file.write(bytes(300))
+    with RecordLog.open(tmp_path) as log:
+        expected = items if damage == "zero_filled_tail" else items[:-1]
+        assert [payload for _, payload in log.records()] == expected
+
+
+def test_a_torn_new_segment_header_is_rewritten(tmp_path: Path) -> None:
+    items = payloads(20)
+    write_log(tmp_path, items, segment_max_bytes=300)
+    files = segment_files(tmp_path)
+    next_first = sum(len(record_offsets(path)) for path in files)
+    torn = tmp_path / segment_file_name(next_first)
+    torn.write_bytes(SEGMENT_HEADER.pack(b"RLOGSEG1", next_first)[:5])
+    with RecordLog.open(tmp_path, segment_max_bytes=300) as log:
+        assert log.recovery.truncated_bytes == 5
+        assert log.append_and_wait(b"lands in the rewritten segment") == next_first
+    assert record_offsets(torn) == [SEGMENT_HEADER.size]
+
+
+@pytest.mark.parametrize("region", ["length", "checksum", "payload"])
+def test_corruption_before_the_tail_is_refused_with_its_location(
+    tmp_path: Path, region: str
+) -> None:
+    items = payloads(12, seed=2)
+    write_log(tmp_path, items)
+    (segment,) = segment_files(tmp_path)
+    damaged_number = 7
+    offset = record_offsets(segment)[damaged_number]
+    byte = {"length": offset, "checksum": offset + 4, "payload": offset + RECORD_HEADER.size}
+    flip_byte(segment, byte[region])
+    before = segment.read_bytes()
+    with pytest.raises(RecordLogCorruptError) as caught:
+        RecordLog.open(tmp_path)
+    error = caught.value
+    assert error.code == "recordlog.corrupt"
+    assert (error.path, error.offset, error.record_number) == (str(segment), offset, 7)
+    assert str(segment) in str(error) and f"offset {offset}" in str(error)
+    assert segment.read_bytes() == before  # never silently repaired
+    scanner = LogScanner(tmp_path)
+    assert [record.payload for record in scanner] == items[:damaged_number]
+    assert scanner.problem is not None
+    assert (scanner.problem.offset, scanner.problem.record_number) == (offset, 7)
+    assert not scanner.problem.is_torn_tail
+
+
+def test_damage_at_the_end_of_an_earlier_segment_is_not_a_torn_tail(tmp_path: Path) -> None:
+    items = payloads(40, seed=9)
+    write_log(tmp_path, items, segment_max_bytes=300)
+    first_segment = segment_files(tmp_path)[0]
+    last_offset = record_offsets(first_segment)[-1]
+    data = first_segment.read_bytes()
+    first_segment.write_bytes(data[:-1])
+    with pytest.raises(RecordLogCorruptError) as caught:
+        RecordLog.open(tmp_path, segment_max_bytes=300)
+    assert caught.value.offset == last_offset
+    assert caught.value.path == str(first_segment)
+
+
+def test_a_missing_segment_is_refused(tmp_path: Path) -> None:
+    write_log(tmp_path, payloads(40), segment_max_bytes=300)
+    files = segment_files(tmp_path)
+    files[1].unlink()
+    with pytest.raises(RecordLogCorruptError) as caught:
+        RecordLog.open(tmp_path)
+    assert caught.value.problem.kind == "segment_gap"
+
+
+def test_scanner_is_read_only_and_reports_a_torn_tail(tmp_path: Path) -> None:
+    items = payloads(10)
+    write_log(tmp_path, items)
+    (segment,) = segment_files(tmp_path)
+    clean = LogScanner(tmp_path)
+    scanned = list(clean)
+    assert [record.payload for record in scanned] == items
+    assert [record.record_number for record in scanned] == list(range(10))
+    assert scanned[3].offset == record_offsets(segment)[3]
+    assert clean.problem is None and clean.record_count == 10
+    with segment.open("ab") as file:
+        file.write(frame_record(b"torn")[:6])
+    size = segment.stat().st_size
+    torn = LogScanner(tmp_path)
+    assert len(list(torn)) == 10
+    assert torn.problem is not None and torn.problem.is_torn_tail
+    assert torn.problem.kind == "record_header_short"
+    assert segment.stat().st_size == size
+    missing = LogScanner(tmp_path / "nope")
+    assert list(missing) == [] and missing.problem is not None
+
+
+def test_concurrent_appenders_get_dense_numbers_and_their_own_payloads(tmp_path: Path) -> None:
+    with RecordLog.open(tmp_path, segment_max_bytes=4096) as log:
+        results: dict[int, bytes] = {}
+        lock = threading.Lock()
+
+        def appender(index: int) -> None:
+            for n in range(100):
+                payload = f"thread {index} item {n}".encode()
+                number = log.append(payload).result(5)
+                with lock:
+                    results[number] = payload
+
+        threads = [threading.Thread(target=appender, args=(index,)) for index in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(results) == list(range(400))
+        assert all(log.read(number) == payload for number, payload in results.items())
