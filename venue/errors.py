@@ -17,6 +17,7 @@ Public API::
 
     class ErrorCode(StrEnum)        # value = the dotted code; .meaning, .subsystem
     class VenueError(Exception)     # VenueError(code, message, **details); .code .message .details
+                                    # code: ErrorCode or a registered code string
         .to_dict() -> {"code": str, "message": str, "details": dict}
     ERROR_CODES: dict[str, str]     # every code -> its one-line meaning (for docs / OpenAPI)
 """
@@ -167,6 +168,12 @@ class ErrorCode(StrEnum):
         "ledger.bad_tree_size",
         "A requested tree size is zero or beyond the ledger's current size.",
     )
+    PROOF_MISMATCH = (
+        "ledger.proof_mismatch",
+        "A Merkle proof, hash or tree size does not check out (raised by ledger.proof).",
+    )
+    KEY_FILE = ("ledger.key_file", "A signing-key file is missing, unreadable or too permissive.")
+    KEY_FORMAT = ("ledger.key_format", "A signing or public key is not in an accepted format.")
     BAD_CHECKPOINT = (
         "ledger.bad_checkpoint",
         "A checkpoint does not parse or its signature does not verify.",
@@ -201,6 +208,14 @@ class ErrorCode(StrEnum):
         "state.instrument_not_started",
         "The trade date is before the instrument's first accrual start.",
     )
+    COUPON_ROLL_REQUIRED = (
+        "state.coupon_roll_required",
+        "The trade date is past the instrument's current coupon period; roll it first.",
+    )
+    VENUE_UNAVAILABLE = (
+        "state.venue_unavailable",
+        "The venue stopped accepting commands after an internal failure (journal/ledger).",
+    )
     INSTRUMENT_EXISTS = (
         "state.instrument_exists",
         "An instrument with this symbol is already listed.",
@@ -222,13 +237,15 @@ ERROR_CODES: dict[str, str] = {code.value: code.meaning for code in ErrorCode}
 class VenueError(Exception):
     """A business rejection: the input was refused and nothing changed.
 
-    ``code`` is an ``ErrorCode`` (stable, machine-readable), ``message`` says in plain words what
-    was wrong with *this* input, ``details`` holds small JSON-safe facts (the field, the limit).
+    ``code`` is an ``ErrorCode`` (or its registered string value; stable, machine-readable),
+    ``message`` says in plain words what was wrong with *this* input, ``details`` holds small
+    JSON-safe facts (the field, the limit).
     """
 
-    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
-        if not isinstance(code, ErrorCode):
-            raise TypeError(f"VenueError code must be an ErrorCode, got {code!r}")
+    def __init__(self, code: ErrorCode | str, message: str, **details: Any) -> None:
+        # A plain string must be a registered code: ErrorCode(code) raises ValueError otherwise,
+        # so an unregistered code is caught as the programmer error it is.
+        code = ErrorCode(code)
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message

@@ -51,10 +51,14 @@ Public API::
         .check_qty(qty) -> int             # bad_quantity / qty_below_min / qty_off_increment
         .check_open() -> None              # state.instrument_halted
         .with_factor(micro) / .with_status(status) / .with_reference_price(ticks) -> Instrument
+        .following_coupon_date() -> date   # schedule anchored on maturity_date
+        .with_next_coupon_period() -> Instrument   # the coupon roll; instrument_matured at the end
+    add_months(day, months, end_of_month=False) -> date
 """
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import re
 from collections.abc import Mapping
@@ -204,6 +208,12 @@ class Instrument:
     status: TradingStatus = TradingStatus.OPEN
 
     def __post_init__(self) -> None:
+        # Enum fields also accept their wire string ("halted"), converted here once.
+        for field, enum_type in _ENUM_FIELDS:
+            value = getattr(self, field)
+            if isinstance(value, str) and not isinstance(value, enum_type):
+                converted = _enum_value(enum_type, value, field, ErrorCode.BAD_REFERENCE_DATA)
+                object.__setattr__(self, field, converted)
         for field in ("symbol", "deal_name", "rating", "underlying", "currency"):
             _require_type(getattr(self, field), str, field)
         for field in (
@@ -535,14 +545,71 @@ class Instrument:
         """A new pool factor in micro-units, 0 < f <= 1_000_000 (``validation.bad_factor``)."""
         return dataclasses.replace(self, pool_factor=pool_factor)
 
-    def with_status(self, status: TradingStatus) -> Instrument:
+    def with_status(self, status: TradingStatus | str) -> Instrument:
+        """A new trading status (``TradingStatus`` or its wire string ``"open"``/``"halted"``)."""
         return dataclasses.replace(self, status=status)
 
     def with_reference_price(self, ticks: int) -> Instrument:
         """Move the band's centre (operator action, or the core after each last trade)."""
         return dataclasses.replace(self, reference_price=ticks)
 
+    def following_coupon_date(self) -> date:
+        """The scheduled coupon date after ``next_coupon_date``.
 
+        The schedule is anchored on ``maturity_date`` (coupon dates are maturity minus whole
+        multiples of ``12 / coupon_frequency`` months; if maturity is a month end, every coupon
+        date is a month end; a day that does not exist in a month becomes that month's last day),
+        so it never drifts. Raises ``state.instrument_matured`` when the next coupon is the last.
+        """
+        if self.next_coupon_date >= self.maturity_date:
+            raise VenueError(
+                ErrorCode.INSTRUMENT_MATURED,
+                f"{self.symbol} has no coupon after {self.next_coupon_date} (maturity)",
+                symbol=self.symbol,
+            )
+        step = 12 // self.coupon_frequency
+        end_of_month = _is_month_end(self.maturity_date)
+        candidate, steps_back = self.maturity_date, 1
+        while True:
+            earlier = add_months(self.maturity_date, -steps_back * step, end_of_month)
+            if earlier <= self.next_coupon_date:
+                return candidate
+            candidate, steps_back = earlier, steps_back + 1
+
+    def with_next_coupon_period(self) -> Instrument:
+        """Roll the accrual period: accrual_start = next_coupon_date, next = the following date.
+
+        The core applies this (as a recorded reference-data change) once the trade date reaches
+        ``next_coupon_date``; pricing refuses dates outside the current period
+        (``state.coupon_roll_required``) rather than guessing.
+        """
+        return dataclasses.replace(
+            self,
+            accrual_start=self.next_coupon_date,
+            next_coupon_date=self.following_coupon_date(),
+        )
+
+
+def _is_month_end(day: date) -> bool:
+    return day.day == calendar.monthrange(day.year, day.month)[1]
+
+
+def add_months(day: date, months: int, end_of_month: bool = False) -> date:
+    """``day`` moved by whole months; a missing day (31 Apr) clamps to the month's last day.
+
+    With ``end_of_month`` the result is always the last day of the target month.
+    """
+    month_index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(month_index, 12)
+    last_day = calendar.monthrange(year, month + 1)[1]
+    return date(year, month + 1, last_day if end_of_month else min(day.day, last_day))
+
+
+_ENUM_FIELDS = (
+    ("tranche_class", TrancheClass),
+    ("day_count", DayCount),
+    ("status", TradingStatus),
+)
 _WIRE_FIELDS = (
     "symbol", "isin", "deal_name", "tranche_class", "seniority_rank", "rating", "underlying",
     "currency", "face_per_unit", "pool_factor", "coupon_rate", "coupon_frequency", "day_count",

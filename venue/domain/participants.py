@@ -1,0 +1,262 @@
+"""Participants, segments, roles, API-key scopes, credentials and request signing.
+
+A participant trades in exactly one *segment* -- ``interbank`` or ``exchange`` -- and both segments
+meet in the same book; every fill records both sides' segments. Roles say what a participant
+does: ``broker`` and ``market_maker`` trade (and must have a segment); ``clerk`` (read-only audit)
+and ``operator`` (runs the venue) never trade and have no segment (``segment is None``).
+
+API keys carry *scopes*; ``DEFAULT_SCOPES`` gives each role its natural set:
+broker/market_maker -> read, trade; clerk -> read, audit; operator -> read, audit, admin.
+
+Request signing (SPEC section 4), shared by clients and the server so both compute the same bytes::
+
+    message   = timestamp + "\\n" + METHOD + "\\n" + path_and_query + "\\n" + hex(sha256(body))
+    signature = hex(HMAC-SHA256(key = secret as UTF-8, message as UTF-8))
+
+``timestamp`` is the exact header text the client sent (the API layer decides its format and the
+clock window), ``METHOD`` is upper-cased, ``path_and_query`` is the raw request target
+(``/v1/orders?symbol=IPABS-2025-1-A``; no query -> just the path), ``body`` the raw bytes
+(``b""`` for none).
+
+Public API::
+
+    class Segment(StrEnum): INTERBANK, EXCHANGE
+    class Role(StrEnum): BROKER, MARKET_MAKER, CLERK, OPERATOR      TRADING_ROLES
+    class Scope(StrEnum): READ, TRADE, AUDIT, ADMIN                  DEFAULT_SCOPES[role]
+    @dataclass(frozen=True) class Participant(participant_id, name, role, segment=None)
+        Participant.from_wire(data) -> Participant      .to_wire() -> dict     .can_trade: bool
+    @dataclass(frozen=True) class ApiCredential(key_id, secret, participant_id, scopes)
+    issue_api_key(participant_id, scopes) -> ApiCredential   # key id + secret from `secrets`
+    parse_scopes(values) -> frozenset[Scope]
+    require_scope(granted, needed) -> None                   # auth.insufficient_scope
+    signing_message(timestamp, method, path_and_query, body) -> bytes
+    sign_request(secret, timestamp, method, path_and_query, body) -> str   # lowercase hex
+    verify_signature(secret, timestamp, method, path_and_query, body, signature) -> bool
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from venue.errors import ErrorCode, VenueError
+
+_PARTICIPANT_ID = re.compile(r"P-[A-Z0-9]{1,16}")
+MAX_NAME_LENGTH = 120
+_E = TypeVar("_E", bound=StrEnum)
+
+
+class Segment(StrEnum):
+    INTERBANK = "interbank"
+    EXCHANGE = "exchange"
+
+
+class Role(StrEnum):
+    BROKER = "broker"
+    MARKET_MAKER = "market_maker"
+    CLERK = "clerk"
+    OPERATOR = "operator"
+
+
+class Scope(StrEnum):
+    READ = "read"  # reference data, own orders/fills/balances, public market data
+    TRADE = "trade"  # place, replace, cancel orders; mass quote
+    AUDIT = "audit"  # ledger blocks, proofs, exports of every participant
+    ADMIN = "admin"  # operator actions: list, admit, fund, halt/resume, factor updates
+
+
+TRADING_ROLES = frozenset({Role.BROKER, Role.MARKET_MAKER})
+
+DEFAULT_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.BROKER: frozenset({Scope.READ, Scope.TRADE}),
+    Role.MARKET_MAKER: frozenset({Scope.READ, Scope.TRADE}),
+    Role.CLERK: frozenset({Scope.READ, Scope.AUDIT}),
+    Role.OPERATOR: frozenset({Scope.READ, Scope.AUDIT, Scope.ADMIN}),
+}
+
+
+def _member(enum_type: type[_E], value: object, field: str) -> _E:
+    if isinstance(value, str):
+        try:
+            return enum_type(value)
+        except ValueError:
+            pass
+    allowed = ", ".join(member.value for member in enum_type)
+    raise VenueError(
+        ErrorCode.BAD_PARTICIPANT, f"{field} must be one of: {allowed}", field=field
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """An admitted participant. ``participant_id`` looks like ``P-MM1`` (``P-`` + 1-16 A-Z/0-9).
+
+    Invariant: trading roles have a segment; clerks and operators have none.
+    """
+
+    participant_id: str
+    name: str
+    role: Role
+    segment: Segment | None = None
+
+    def __post_init__(self) -> None:
+        # Enum fields also accept their wire strings, converted once here.
+        object.__setattr__(self, "role", _member(Role, self.role, "role"))
+        if self.segment is not None:
+            object.__setattr__(self, "segment", _member(Segment, self.segment, "segment"))
+        if not isinstance(self.participant_id, str) or not _PARTICIPANT_ID.fullmatch(
+            self.participant_id
+        ):
+            raise VenueError(
+                ErrorCode.BAD_PARTICIPANT,
+                "participant_id must be 'P-' followed by 1-16 upper-case letters or digits",
+                field="participant_id",
+            )
+        if (
+            not isinstance(self.name, str)
+            or not self.name
+            or len(self.name) > MAX_NAME_LENGTH
+            or self.name != self.name.strip()
+            or not self.name.isprintable()
+        ):
+            raise VenueError(
+                ErrorCode.BAD_PARTICIPANT,
+                f"name must be 1-{MAX_NAME_LENGTH} printable characters without outer spaces",
+                field="name",
+            )
+        if self.can_trade and self.segment is None:
+            raise VenueError(
+                ErrorCode.BAD_PARTICIPANT,
+                f"a {self.role.value} must belong to the interbank or exchange segment",
+                field="segment",
+            )
+        if not self.can_trade and self.segment is not None:
+            raise VenueError(
+                ErrorCode.BAD_PARTICIPANT,
+                f"a {self.role.value} does not trade and has no segment",
+                field="segment",
+            )
+
+    @property
+    def can_trade(self) -> bool:
+        return self.role in TRADING_ROLES
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, object]) -> Participant:
+        """From ``{"participant_id", "name", "role", "segment"}``; segment may be absent/null."""
+        if not isinstance(data, Mapping):
+            raise VenueError(ErrorCode.BAD_PARAMETER, "participant must be a JSON object")
+        unknown = sorted(set(data) - {"participant_id", "name", "role", "segment"})
+        if unknown:
+            raise VenueError(
+                ErrorCode.UNKNOWN_FIELD, f"unknown participant field(s): {', '.join(unknown)}",
+                fields=unknown,
+            )
+        missing = [name for name in ("participant_id", "name", "role") if name not in data]
+        if missing:
+            raise VenueError(
+                ErrorCode.BAD_PARAMETER, f"missing participant field(s): {', '.join(missing)}",
+                fields=missing,
+            )
+        segment = data.get("segment")
+        return cls(
+            participant_id=data["participant_id"],  # type: ignore[arg-type]  # __post_init__ checks
+            name=data["name"],  # type: ignore[arg-type]
+            role=_member(Role, data["role"], "role"),
+            segment=None if segment is None else _member(Segment, segment, "segment"),
+        )
+
+    def to_wire(self) -> dict[str, object]:
+        return {
+            "participant_id": self.participant_id,
+            "name": self.name,
+            "role": self.role.value,
+            "segment": None if self.segment is None else self.segment.value,
+        }
+
+
+def parse_scopes(values: Iterable[object]) -> frozenset[Scope]:
+    """Wire scope names -> a frozenset of ``Scope`` (``auth.insufficient_scope`` never; a bad
+    name is ``validation.bad_parameter``)."""
+    scopes = set()
+    for value in values:
+        if not isinstance(value, str) or value not in Scope._value2member_map_:
+            raise VenueError(
+                ErrorCode.BAD_PARAMETER,
+                f"unknown scope {value!r}; allowed: {', '.join(Scope)}",
+                field="scopes",
+            )
+        scopes.add(Scope(value))
+    return frozenset(scopes)
+
+
+def require_scope(granted: Iterable[Scope], needed: Scope) -> None:
+    """Refuse with ``auth.insufficient_scope`` unless ``needed`` is among ``granted``."""
+    if needed not in frozenset(granted):
+        raise VenueError(
+            ErrorCode.INSUFFICIENT_SCOPE,
+            f"this operation needs the '{needed.value}' scope",
+            needed=needed.value,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCredential:
+    """An API key: a public ``key_id`` (sent in a header) and a ``secret`` (never sent)."""
+
+    key_id: str
+    secret: str
+    participant_id: str
+    scopes: frozenset[Scope]
+
+    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
+        return (
+            f"ApiCredential(key_id={self.key_id!r}, secret=<hidden>, "
+            f"participant_id={self.participant_id!r}, scopes={sorted(self.scopes)!r})"
+        )
+
+
+def issue_api_key(participant_id: str, scopes: Iterable[Scope]) -> ApiCredential:
+    """A fresh key: ``key_id`` = ``"vk_"`` + 16 hex chars (64 random bits, an identifier), and a
+    ``secret`` = ``"vs_"`` + 43 URL-safe chars (256 random bits), both from ``secrets``."""
+    return ApiCredential(
+        key_id="vk_" + secrets.token_hex(8),
+        secret="vs_" + secrets.token_urlsafe(32),
+        participant_id=participant_id,
+        scopes=frozenset(scopes),
+    )
+
+
+def signing_message(timestamp: str, method: str, path_and_query: str, body: bytes) -> bytes:
+    """The exact bytes that are signed (module docstring)."""
+    if not isinstance(body, bytes | bytearray | memoryview):
+        raise TypeError("body must be bytes (the raw request body, b'' for none)")
+    body_hash = hashlib.sha256(body).hexdigest()
+    return f"{timestamp}\n{method.upper()}\n{path_and_query}\n{body_hash}".encode()
+
+
+def sign_request(
+    secret: str, timestamp: str, method: str, path_and_query: str, body: bytes
+) -> str:
+    """HMAC-SHA256 of ``signing_message`` under the UTF-8 ``secret``, as lowercase hex."""
+    message = signing_message(timestamp, method, path_and_query, body)
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_signature(
+    secret: str, timestamp: str, method: str, path_and_query: str, body: bytes, signature: str
+) -> bool:
+    """Constant-time comparison of ``signature`` with the expected one (case-insensitive hex).
+
+    Only the signature is checked here; clock window and replay are the API layer's job.
+    """
+    expected = sign_request(secret, timestamp, method, path_and_query, body)
+    if not isinstance(signature, str) or not signature.isascii():
+        return False
+    return hmac.compare_digest(expected, signature.lower())
