@@ -1,0 +1,784 @@
+"""Ledger blocks: model, canonical versioned encoding, hashing, signing and validation.
+
+Byte layout (format version 1; all integers big-endian; full field table in docs/LEDGER.md)::
+
+    magic "ABSL" | version u8 | kind u8 | height u64 | timestamp_ns u64 | prev_hash 32
+    | key_id 8 | payload_length u32 | payload (canonical JSON) | delta_count u32
+    | delta_count x (account_length u16 | account | asset_length u16 | asset | amount i64)
+
+The *encoding* is everything above; ``block hash = SHA-256(encoding)``; the signature is
+Ed25519 over the 32-byte block hash. The stored record is ``encoding || signature (64 bytes)``.
+Canonical JSON = sorted keys, no whitespace, ASCII only (``\\uXXXX`` escapes), integers only (no
+floats, NaN or duplicate keys); deltas sorted by (account, asset), unique, non-zero. Decoding is
+strict: any deviation from the canonical form is a ``BlockError``, so one block has exactly one
+encoding and ``encode(decode(x)) == x``.
+
+API for the store engineer and the venue:
+
+- ``KINDS``; ``CASH_ASSET = "CNY"``; ``FEE_ACCOUNT = "venue:fees"``; ``EXTERNAL_PREFIX``.
+- ``Delta(account, asset, amount)``, ``make_deltas(triples) -> tuple[Delta, ...]`` (merges,
+  drops zeros, sorts: the canonical form).
+- ``Block(height, prev_hash, timestamp_ns, kind, key_id, payload, deltas, version=1)`` with
+  ``encode() -> bytes``; ``GENESIS_PREV_HASH`` (32 zero bytes).
+- ``Signer(private_key)``: ``.key_id``, ``.public_key``, ``.sign(block) -> SignedBlock``;
+  ``.sign_encoded(encoded) -> SignedBlock`` if you encoded yourself (e.g. on another thread).
+- ``SignedBlock(block, encoded, block_hash, signature)``: ``to_bytes()`` is the record;
+  ``leaf_hash`` is the Merkle leaf hash of this block.
+- ``decode_signed_block(record) -> SignedBlock``; ``decode_block(encoding) -> Block``.
+- ``verify_block_signature(signed, public_key) -> None``.
+- ``validate_block(block) -> None``: structure, per-kind payload schema, delta rules
+  (conservation of every asset for every kind; exact DvP + fee deltas for fills; exact deltas for
+  deposits and withdrawals; none for genesis, admissions and key rotations).
+- ``validate_successor(previous, block) -> None``: height sequence and hash link.
+- ``next_signing_key(block, current) -> Ed25519PublicKey``: the key that must sign the block
+  *after* ``block`` (genesis introduces it, a key rotation replaces it).
+- ``check_signing_key(block, current) -> None``: ``block`` names the expected key id.
+- ``apply_deltas(balances, deltas) -> None``: refuses (``BlockError``, nothing changed) if any
+  non-``external:`` balance would go negative, else applies. ``balances`` maps
+  ``(account, asset) -> int``.
+- ``fill_deltas(payload)``, ``deposit_deltas(...)``, ``withdrawal_deltas(...)``: the only delta
+  sets those kinds accept, for building blocks.
+
+Every refusal is a ``BlockError`` (a ``ValueError``) with a stable ``code`` such as
+``block.truncated``, ``block.bad_version``, ``block.trailing_bytes``, ``block.bad_payload``,
+``block.bad_field``, ``block.not_conserved``, ``block.not_dvp``, ``block.negative_balance``,
+``block.bad_link``, ``block.bad_height``, ``block.wrong_key``, ``block.bad_signature``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any, NamedTuple
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ledger.hasher import leaf_hash
+from ledger.keys import key_id, public_key_bytes
+
+FORMAT_VERSION = 1
+MAGIC = b"ABSL"
+KINDS = (
+    "genesis",
+    "instrument_listed",
+    "participant_admitted",
+    "deposit",
+    "withdrawal",
+    "fill",
+    "factor_update",
+    "key_rotation",
+)
+KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
+CASH_ASSET = "CNY"
+FEE_ACCOUNT = "venue:fees"
+EXTERNAL_PREFIX = "external:"
+SEGMENTS = ("interbank", "exchange")
+ROLES = ("broker", "market_maker", "clerk", "operator")
+FACTOR_ONE = 1_000_000  # pool factors are integers in millionths: 1_000_000 == 1.0
+SIGNATURE_SIZE = 64
+HASH_SIZE = 32
+GENESIS_PREV_HASH = bytes(HASH_SIZE)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT64_MAX = 2**64 - 1
+
+HEADER = struct.Struct(">4sBBQQ32s8sI")
+_COUNT = struct.Struct(">I")
+_LENGTH = struct.Struct(">H")
+_AMOUNT = struct.Struct(">q")
+
+# Accounts, assets and ids: printable ASCII without spaces, commas or quotes, so they are safe in
+# CSV exports and file names and compare in byte order exactly as Python orders str.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._/@\-]{0,127}")
+KEY_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
+HEX_KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
+DECIMAL_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
+
+_canonical_json = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False, check_circular=False
+).encode
+
+
+class BlockError(ValueError):
+    """A block could not be decoded, or breaks a rule; ``code`` is stable, ``message`` human."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class Delta(NamedTuple):
+    """One balance change a block applies: ``amount`` (signed int) of ``asset`` to ``account``.
+
+    A named tuple rather than a dataclass: fills create five per block and tuple construction is
+    several times cheaper than a frozen dataclass's.
+    """
+
+    account: str
+    asset: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """An unsigned block. ``payload`` must not be mutated after construction.
+
+    ``deltas`` must be in canonical form (see ``make_deltas``); ``key_id`` is the 16-hex-char id
+    of the key that signs this block.
+    """
+
+    height: int
+    prev_hash: bytes
+    timestamp_ns: int
+    kind: str
+    key_id: str
+    payload: dict[str, Any]
+    deltas: tuple[Delta, ...]
+    version: int = FORMAT_VERSION
+
+    def encode(self) -> bytes:
+        """The canonical byte encoding (what is hashed and signed)."""
+        return encode_block(self)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedBlock:
+    """A block with its canonical encoding, hash and Ed25519 signature over that hash."""
+
+    block: Block
+    encoded: bytes
+    block_hash: bytes
+    signature: bytes
+
+    def to_bytes(self) -> bytes:
+        """The stored record: ``encoding || signature``."""
+        return self.encoded + self.signature
+
+    @property
+    def height(self) -> int:
+        return self.block.height
+
+    @property
+    def leaf_hash(self) -> bytes:
+        """This block's Merkle leaf hash: ``SHA-256(0x00 || block_hash)``."""
+        return leaf_hash(self.block_hash)
+
+
+def make_deltas(changes: Iterable[tuple[str, str, int]]) -> tuple[Delta, ...]:
+    """Canonical deltas from (account, asset, amount) triples: summed per key, zeros dropped,
+    sorted by (account, asset)."""
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for account, asset, amount in changes:
+        totals[account, asset] += amount
+    return tuple(
+        Delta(account, asset, amount)
+        for (account, asset), amount in sorted(totals.items())
+        if amount
+    )
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+_SCALAR_TYPES = (str, bool, type(None))
+
+
+def _check_canonical_value(value: Any, where: str) -> None:
+    """Payload values: int (not float), str, bool, None, list, dict with str keys — recursively.
+
+    The loop over a dict's items is the hot path (a fill payload is one flat dict), so scalars
+    are checked inline by exact type before falling back to the recursive case.
+    """
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise BlockError("block.bad_field", f"{where} has a non-string key {key!r}")
+            item_type = type(item)
+            if item_type is str:
+                continue
+            if item_type is int:
+                if not INT64_MIN <= item <= INT64_MAX:
+                    raise BlockError("block.bad_field", f"{where}.{key} is outside int64")
+                continue
+            _check_canonical_value(item, f"{where}.{key}")
+        return
+    if type(value) is list:
+        for index, item in enumerate(value):
+            _check_canonical_value(item, f"{where}[{index}]")
+        return
+    if type(value) is int:
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise BlockError("block.bad_field", f"{where} is outside the 64-bit integer range")
+        return
+    if type(value) in _SCALAR_TYPES:
+        return
+    raise BlockError("block.bad_field", f"{where} has a {type(value).__name__}, not allowed")
+
+
+# Names already seen to match NAME_PATTERN. Accounts and assets repeat in every block, so a set
+# lookup replaces two regex matches per delta; bounded so hostile input cannot grow it forever.
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_LIMIT = 100_000
+
+
+def _is_valid_name(name: object) -> bool:
+    if name in _VALID_NAMES:
+        return True
+    if not (type(name) is str and NAME_PATTERN.fullmatch(name)):
+        return False
+    if len(_VALID_NAMES) < _VALID_NAMES_LIMIT:
+        _VALID_NAMES.add(name)
+    return True
+
+
+def _encode_name(name: str) -> bytes:
+    raw = name.encode("ascii")
+    return _LENGTH.pack(len(raw)) + raw
+
+
+def encode_block(block: Block) -> bytes:
+    """Canonical encoding of ``block``; ``BlockError`` if a field cannot be encoded canonically.
+
+    Checks only what encoding needs (field ranges, payload value types, delta form); the
+    business rules live in ``validate_block``.
+    """
+    kind_code = KIND_CODES.get(block.kind)
+    if kind_code is None:
+        raise BlockError("block.bad_kind", f"unknown kind {block.kind!r}")
+    if not isinstance(block.payload, dict):
+        raise BlockError("block.bad_payload", "payload must be a dict")
+    _check_canonical_value(block.payload, "payload")
+    _check_deltas_form(block.deltas)
+    payload = _canonical_json(block.payload).encode("ascii")
+    try:
+        header = HEADER.pack(
+            MAGIC,
+            block.version,
+            kind_code,
+            block.height,
+            block.timestamp_ns,
+            block.prev_hash,
+            bytes.fromhex(block.key_id),
+            len(payload),
+        )
+    except (struct.error, ValueError, TypeError) as error:
+        raise BlockError("block.bad_field", f"header field out of range: {error}") from error
+    if len(block.prev_hash) != HASH_SIZE or len(block.key_id) != 16:
+        raise BlockError("block.bad_field", "prev_hash must be 32 bytes and key_id 16 hex chars")
+    parts = [header, payload, _COUNT.pack(len(block.deltas))]
+    for delta in block.deltas:
+        parts.append(_encode_name(delta.account))
+        parts.append(_encode_name(delta.asset))
+        parts.append(_AMOUNT.pack(delta.amount))
+    return b"".join(parts)
+
+
+def _check_deltas_form(deltas: tuple[Delta, ...]) -> None:
+    """Deltas must be canonical: valid names, non-zero int64 amounts, strictly sorted keys."""
+    if not isinstance(deltas, tuple):
+        raise BlockError("block.bad_field", "deltas must be a tuple of Delta")
+    previous: tuple[str, str] | None = None
+    for delta in deltas:
+        if type(delta) is not Delta:
+            raise BlockError("block.bad_field", "deltas must be a tuple of Delta")
+        account, asset, amount = delta
+        if not _is_valid_name(account):
+            raise BlockError("block.bad_field", f"bad delta account {account!r}")
+        if not _is_valid_name(asset):
+            raise BlockError("block.bad_field", f"bad delta asset {asset!r}")
+        if type(amount) is not int or amount == 0 or not INT64_MIN <= amount <= INT64_MAX:
+            raise BlockError(
+                "block.bad_field", f"delta amount must be a non-zero int64: {amount!r}"
+            )
+        key = (account, asset)
+        if previous is not None and key <= previous:
+            raise BlockError(
+                "block.noncanonical_deltas", "deltas must be unique and sorted by account, asset"
+            )
+        previous = key
+
+
+def _reject_non_integer(text: str) -> Any:
+    raise BlockError("block.bad_payload", f"payload holds a non-integer number {text}")
+
+
+def decode_block(encoded: bytes) -> Block:
+    """Strictly decode a block encoding (without signature); ``BlockError`` on any deviation."""
+    block, end = _decode_prefix(encoded)
+    if end != len(encoded):
+        raise BlockError("block.trailing_bytes", f"{len(encoded) - end} bytes after the deltas")
+    return block
+
+
+def _decode_prefix(data: bytes) -> tuple[Block, int]:
+    if len(data) < HEADER.size:
+        raise BlockError("block.truncated", f"{len(data)} bytes is shorter than the header")
+    magic, version, kind_code, height, timestamp_ns, prev_hash, raw_key_id, payload_length = (
+        HEADER.unpack_from(data, 0)
+    )
+    if magic != MAGIC:
+        raise BlockError("block.bad_magic", f"magic is {magic!r}, expected {MAGIC!r}")
+    if version != FORMAT_VERSION:
+        raise BlockError("block.bad_version", f"format version {version} is not {FORMAT_VERSION}")
+    if kind_code >= len(KINDS):
+        raise BlockError("block.bad_kind", f"unknown kind code {kind_code}")
+    position = HEADER.size
+    payload_bytes = data[position : position + payload_length]
+    if len(payload_bytes) != payload_length:
+        raise BlockError("block.truncated", "payload runs past the end of the record")
+    position += payload_length
+    try:
+        payload = json.loads(
+            payload_bytes.decode("ascii"),
+            parse_float=_reject_non_integer,
+            parse_constant=_reject_non_integer,
+        )
+    except BlockError:
+        raise
+    except ValueError as error:  # includes JSONDecodeError and UnicodeDecodeError
+        raise BlockError("block.bad_payload", f"payload is not ASCII JSON: {error}") from error
+    if not isinstance(payload, dict):
+        raise BlockError("block.bad_payload", "payload must be a JSON object")
+    # Re-encoding must reproduce the bytes exactly: catches whitespace, key order, duplicate keys,
+    # escapes, "1e3"-style numbers and anything else that is not the one canonical form.
+    if _canonical_json(payload).encode("ascii") != payload_bytes:
+        raise BlockError("block.noncanonical_payload", "payload is not canonical JSON")
+    _check_canonical_value(payload, "payload")
+    if len(data) < position + _COUNT.size:
+        raise BlockError("block.truncated", "record ends before the delta count")
+    (count,) = _COUNT.unpack_from(data, position)
+    position += _COUNT.size
+    deltas = []
+    for _ in range(count):
+        account, position = _decode_name(data, position)
+        asset, position = _decode_name(data, position)
+        if len(data) < position + _AMOUNT.size:
+            raise BlockError("block.truncated", "record ends inside a delta")
+        (amount,) = _AMOUNT.unpack_from(data, position)
+        position += _AMOUNT.size
+        deltas.append(Delta(account, asset, amount))
+    block = Block(
+        height=height,
+        prev_hash=prev_hash,
+        timestamp_ns=timestamp_ns,
+        kind=KINDS[kind_code],
+        key_id=raw_key_id.hex(),
+        payload=payload,
+        deltas=tuple(deltas),
+        version=version,
+    )
+    _check_deltas_form(block.deltas)
+    return block, position
+
+
+def _decode_name(data: bytes, position: int) -> tuple[str, int]:
+    if len(data) < position + _LENGTH.size:
+        raise BlockError("block.truncated", "record ends inside a delta name length")
+    (length,) = _LENGTH.unpack_from(data, position)
+    position += _LENGTH.size
+    raw = data[position : position + length]
+    if len(raw) != length:
+        raise BlockError("block.truncated", "record ends inside a delta name")
+    try:
+        name = raw.decode("ascii")
+    except UnicodeDecodeError as error:
+        raise BlockError("block.bad_field", "delta names must be ASCII") from error
+    return name, position + length
+
+
+def decode_signed_block(record: bytes) -> SignedBlock:
+    """Decode a stored record ``encoding || signature``; the signature is *not* verified here."""
+    block, end = _decode_prefix(record)
+    remaining = len(record) - end
+    if remaining < SIGNATURE_SIZE:
+        raise BlockError("block.truncated", f"signature is {remaining} bytes, expected 64")
+    if remaining > SIGNATURE_SIZE:
+        raise BlockError(
+            "block.trailing_bytes", f"{remaining - SIGNATURE_SIZE} bytes after signature"
+        )
+    encoded = bytes(record[:end])
+    return SignedBlock(block, encoded, sha256(encoded).digest(), bytes(record[end:]))
+
+
+# --------------------------------------------------------------------------- signing
+
+
+class Signer:
+    """Signs blocks with one Ed25519 private key; caches its public key and key id.
+
+    ``Ed25519PrivateKey.sign`` releases the GIL, so several threads may share one ``Signer``.
+    """
+
+    __slots__ = ("key_id", "private_key", "public_key")
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self.private_key = private_key
+        self.public_key = private_key.public_key()
+        self.key_id = key_id(self.public_key)
+
+    def sign(self, block: Block) -> SignedBlock:
+        """Encode, hash and sign ``block``; ``BlockError`` if it names another key id."""
+        if block.key_id != self.key_id:
+            raise BlockError(
+                "block.wrong_key", f"block names key {block.key_id}, signer is {self.key_id}"
+            )
+        encoded = encode_block(block)
+        block_hash = sha256(encoded).digest()
+        return SignedBlock(block, encoded, block_hash, self.private_key.sign(block_hash))
+
+    def sign_hash(self, block_hash: bytes) -> bytes:
+        """The raw Ed25519 signature over a 32-byte block hash."""
+        return self.private_key.sign(block_hash)
+
+
+def verify_block_signature(signed: SignedBlock, public_key: Ed25519PublicKey) -> None:
+    """Check the block names ``public_key``'s id and its signature over the hash verifies."""
+    expected = key_id(public_key)
+    if signed.block.key_id != expected:
+        raise BlockError(
+            "block.wrong_key", f"block names key {signed.block.key_id}, expected {expected}"
+        )
+    try:
+        public_key.verify(signed.signature, signed.block_hash)
+    except InvalidSignature:
+        raise BlockError("block.bad_signature", "Ed25519 signature does not verify") from None
+
+
+# --------------------------------------------------------------------------- payload schemas
+
+
+def _field(payload: Mapping[str, Any], name: str) -> Any:
+    if name not in payload:
+        raise BlockError("block.bad_field", f"payload lacks {name!r}")
+    return payload[name]
+
+
+def _int(
+    payload: Mapping[str, Any], name: str, minimum: int = INT64_MIN, maximum: int = INT64_MAX
+) -> int:
+    value = _field(payload, name)
+    if type(value) is not int or not minimum <= value <= maximum:
+        raise BlockError("block.bad_field", f"{name} must be an integer in [{minimum}, {maximum}]")
+    return value
+
+
+def _str(payload: Mapping[str, Any], name: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = _field(payload, name)
+    if pattern is NAME_PATTERN:
+        valid = _is_valid_name(value)
+    else:
+        valid = isinstance(value, str) and bool(value) and (not pattern or pattern.fullmatch(value))
+    if not valid:
+        raise BlockError("block.bad_field", f"{name} must be a valid non-empty string")
+    return value
+
+
+def _choice(payload: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> str:
+    value = _field(payload, name)
+    if value not in choices:
+        raise BlockError("block.bad_field", f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def _external(payload: Mapping[str, Any], name: str) -> str:
+    value = _str(payload, name, NAME_PATTERN)
+    if not value.startswith(EXTERNAL_PREFIX):
+        raise BlockError("block.bad_field", f"{name} must be an {EXTERNAL_PREFIX} account")
+    return value
+
+
+def _participant(payload: Mapping[str, Any], name: str) -> str:
+    value = _str(payload, name, NAME_PATTERN)
+    if value.startswith((EXTERNAL_PREFIX, "venue:")):
+        raise BlockError("block.bad_field", f"{name} must be a participant account")
+    return value
+
+
+def _fields_exactly(payload: Mapping[str, Any], required: set[str], optional: set[str]) -> None:
+    unknown = payload.keys() - required - optional
+    if unknown:
+        raise BlockError("block.bad_field", f"unknown payload fields {sorted(unknown)}")
+    missing = required - payload.keys()
+    if missing:
+        raise BlockError("block.bad_field", f"payload lacks {sorted(missing)}")
+
+
+def _optional(payload: Mapping[str, Any], name: str, kind: type) -> None:
+    if name in payload and not isinstance(payload[name], kind):
+        raise BlockError("block.bad_field", f"{name} must be a {kind.__name__}")
+
+
+_FILL_FIELDS = {
+    "trade_id", "instrument", "price", "qty", "accrued", "factor", "settlement_amount",
+    "buyer_fee", "seller_fee", "maker_order_id", "taker_order_id", "buyer", "seller",
+    "buyer_segment", "seller_segment", "aggressor", "timestamp_ns",
+}  # fmt: skip
+
+
+def _validate_genesis(payload: Mapping[str, Any]) -> None:
+    _fields_exactly(payload, {"venue", "origin", "public_key"}, {"params"})
+    _str(payload, "venue")
+    _str(payload, "origin", NAME_PATTERN)
+    _str(payload, "public_key", HEX_KEY_PATTERN)
+    _optional(payload, "params", dict)
+
+
+def _validate_instrument_listed(payload: Mapping[str, Any]) -> None:
+    required = {"symbol", "currency", "face_per_unit", "tick_size", "pool_factor"}
+    _fields_exactly(payload, required, {"min_qty", "qty_increment", "reference"})
+    _str(payload, "symbol", NAME_PATTERN)
+    _str(payload, "currency", NAME_PATTERN)
+    _int(payload, "face_per_unit", 1)
+    tick = _str(payload, "tick_size", DECIMAL_PATTERN)
+    if not tick.strip("0."):
+        raise BlockError("block.bad_field", "tick_size must be positive")
+    _int(payload, "pool_factor", 1, FACTOR_ONE)
+    for name in ("min_qty", "qty_increment"):
+        if name in payload:
+            _int(payload, name, 1)
+    _optional(payload, "reference", dict)
+
+
+def _validate_participant_admitted(payload: Mapping[str, Any]) -> None:
+    _fields_exactly(payload, {"participant_id", "segment", "role"}, {"name", "reference"})
+    _participant(payload, "participant_id")
+    _choice(payload, "segment", SEGMENTS)
+    _choice(payload, "role", ROLES)
+    _optional(payload, "name", str)
+    _optional(payload, "reference", dict)
+
+
+def _validate_transfer(payload: Mapping[str, Any], counterparty: str) -> None:
+    _fields_exactly(payload, {"account", "asset", "amount", counterparty}, {"reference"})
+    _participant(payload, "account")
+    _str(payload, "asset", NAME_PATTERN)
+    _int(payload, "amount", 1)
+    _external(payload, counterparty)
+    _optional(payload, "reference", str)
+
+
+def _validate_fill(payload: Mapping[str, Any]) -> None:
+    _fields_exactly(payload, _FILL_FIELDS, set())
+    _str(payload, "trade_id", NAME_PATTERN)
+    if _str(payload, "instrument", NAME_PATTERN) == CASH_ASSET:
+        raise BlockError("block.bad_field", "a fill's instrument cannot be the cash asset")
+    _int(payload, "price", 1)
+    _int(payload, "qty", 1)
+    _int(payload, "accrued", 0)
+    _int(payload, "factor", 1, FACTOR_ONE)
+    _int(payload, "settlement_amount", 1)
+    _int(payload, "buyer_fee")
+    _int(payload, "seller_fee")
+    for name in ("maker_order_id", "taker_order_id"):
+        value = _field(payload, name)
+        if not (type(value) is int or _is_valid_name(value)):
+            raise BlockError("block.bad_field", f"{name} must be an integer or a valid name")
+    if _participant(payload, "buyer") == _participant(payload, "seller"):
+        raise BlockError("block.bad_field", "buyer and seller must differ")
+    _choice(payload, "buyer_segment", SEGMENTS)
+    _choice(payload, "seller_segment", SEGMENTS)
+    _choice(payload, "aggressor", ("buy", "sell"))
+    _int(payload, "timestamp_ns", 0)
+
+
+def _validate_factor_update(payload: Mapping[str, Any]) -> None:
+    _fields_exactly(payload, {"instrument", "factor"}, {"effective_date", "reference"})
+    _str(payload, "instrument", NAME_PATTERN)
+    _int(payload, "factor", 1, FACTOR_ONE)
+    _optional(payload, "effective_date", str)
+    _optional(payload, "reference", dict)
+
+
+def _validate_key_rotation(payload: Mapping[str, Any]) -> None:
+    _fields_exactly(payload, {"new_public_key"}, {"reason"})
+    _str(payload, "new_public_key", HEX_KEY_PATTERN)
+    _optional(payload, "reason", str)
+
+
+_PAYLOAD_VALIDATORS = {
+    "genesis": _validate_genesis,
+    "instrument_listed": _validate_instrument_listed,
+    "participant_admitted": _validate_participant_admitted,
+    "deposit": lambda payload: _validate_transfer(payload, "source"),
+    "withdrawal": lambda payload: _validate_transfer(payload, "destination"),
+    "fill": _validate_fill,
+    "factor_update": _validate_factor_update,
+    "key_rotation": _validate_key_rotation,
+}
+
+
+# --------------------------------------------------------------------------- delta rules
+
+
+def fill_deltas(payload: Mapping[str, Any]) -> tuple[Delta, ...]:
+    """The exact DvP + fee deltas of a fill: cash against units, fees to ``venue:fees``.
+
+    Buyer cash ``-(amount + buyer_fee)``, seller cash ``+(amount - seller_fee)``, fee account
+    ``+(buyer_fee + seller_fee)`` (fees may be negative: a rebate), buyer units ``+qty``, seller
+    units ``-qty``.
+    """
+    amount, buyer_fee, seller_fee = (
+        payload["settlement_amount"],
+        payload["buyer_fee"],
+        payload["seller_fee"],
+    )
+    buyer, seller, instrument, qty = (
+        payload["buyer"],
+        payload["seller"],
+        payload["instrument"],
+        payload["qty"],
+    )
+    # The five keys are distinct (buyer != seller, neither is a venue: account, the instrument is
+    # not the cash asset: all checked by the fill schema), so no merging is needed — only dropping
+    # zero amounts and sorting, which is much cheaper than the general make_deltas.
+    deltas = [
+        Delta(buyer, CASH_ASSET, -(amount + buyer_fee)),
+        Delta(seller, CASH_ASSET, amount - seller_fee),
+        Delta(FEE_ACCOUNT, CASH_ASSET, buyer_fee + seller_fee),
+        Delta(buyer, instrument, qty),
+        Delta(seller, instrument, -qty),
+    ]
+    return tuple(sorted(delta for delta in deltas if delta.amount))
+
+
+def deposit_deltas(
+    account: str, asset: str, amount: int, source: str = "external:bank"
+) -> tuple[Delta, ...]:
+    """Deltas of a deposit: ``amount`` of ``asset`` from the ``external:`` source to ``account``."""
+    return make_deltas([(account, asset, amount), (source, asset, -amount)])
+
+
+def withdrawal_deltas(
+    account: str, asset: str, amount: int, destination: str = "external:bank"
+) -> tuple[Delta, ...]:
+    """Deltas of a withdrawal: ``amount`` of ``asset`` from ``account`` to ``destination``."""
+    return make_deltas([(account, asset, -amount), (destination, asset, amount)])
+
+
+def _check_conservation(deltas: tuple[Delta, ...]) -> None:
+    totals: dict[str, int] = defaultdict(int)
+    for delta in deltas:
+        totals[delta.asset] += delta.amount
+    unbalanced = sorted(asset for asset, total in totals.items() if total)
+    if unbalanced:
+        raise BlockError("block.not_conserved", f"deltas do not sum to zero for {unbalanced}")
+
+
+def validate_block(block: Block) -> None:
+    """All rules one block must satisfy on its own; ``BlockError`` names the first broken one.
+
+    Structure and encodability, the per-kind payload schema, conservation of every asset, and
+    the kind's delta rule (fills: exactly ``fill_deltas``; deposits/withdrawals: exactly the
+    transfer; genesis, admissions, key rotations: no deltas). Genesis must sit at height 0 with
+    the all-zero previous hash and be signed by the key it introduces.
+    """
+    if block.version != FORMAT_VERSION:
+        raise BlockError("block.bad_version", f"format version {block.version} is not supported")
+    if block.kind not in KIND_CODES:
+        raise BlockError("block.bad_kind", f"unknown kind {block.kind!r}")
+    if type(block.height) is not int or not 0 <= block.height <= UINT64_MAX:
+        raise BlockError("block.bad_field", "height must be an unsigned 64-bit integer")
+    if type(block.timestamp_ns) is not int or not 0 <= block.timestamp_ns <= UINT64_MAX:
+        raise BlockError("block.bad_field", "timestamp_ns must be an unsigned 64-bit integer")
+    if not isinstance(block.prev_hash, bytes) or len(block.prev_hash) != HASH_SIZE:
+        raise BlockError("block.bad_field", "prev_hash must be 32 bytes")
+    if not isinstance(block.key_id, str) or not KEY_ID_PATTERN.fullmatch(block.key_id):
+        raise BlockError("block.bad_field", "key_id must be 16 lowercase hex characters")
+    if type(block.payload) is not dict:
+        raise BlockError("block.bad_payload", "payload must be a dict")
+    # Value types of free-form fields (``reference``, ``params``) are checked by encode_block,
+    # which every block passes through before it is signed; decoded blocks are canonical already.
+    _check_deltas_form(block.deltas)
+    _PAYLOAD_VALIDATORS[block.kind](block.payload)
+    _check_conservation(block.deltas)
+    payload = block.payload
+    if block.kind == "fill":
+        expected = fill_deltas(payload)
+    elif block.kind == "deposit":
+        expected = deposit_deltas(
+            payload["account"], payload["asset"], payload["amount"], payload["source"]
+        )
+    elif block.kind == "withdrawal":
+        expected = withdrawal_deltas(
+            payload["account"], payload["asset"], payload["amount"], payload["destination"]
+        )
+    elif block.kind in ("genesis", "participant_admitted", "key_rotation"):
+        expected = ()
+    else:
+        return
+    if block.deltas != expected:
+        code = "block.not_dvp" if block.kind == "fill" else "block.bad_deltas"
+        raise BlockError(code, f"{block.kind} deltas do not match its payload")
+    if block.kind == "genesis":
+        if block.height != 0 or block.prev_hash != GENESIS_PREV_HASH:
+            raise BlockError("block.bad_link", "genesis must be height 0 with a zero prev_hash")
+        if key_id(bytes.fromhex(payload["public_key"])) != block.key_id:
+            raise BlockError("block.wrong_key", "genesis must be signed by the key it introduces")
+
+
+def validate_successor(previous: SignedBlock | None, block: Block) -> None:
+    """Chain rules: genesis first and only first; height + 1; prev_hash = previous block hash."""
+    if previous is None:
+        if block.kind != "genesis" or block.height != 0:
+            raise BlockError("block.bad_height", "the first block must be genesis at height 0")
+        return
+    if block.kind == "genesis":
+        raise BlockError("block.bad_kind", "genesis may only be the first block")
+    if block.height != previous.block.height + 1:
+        raise BlockError(
+            "block.bad_height", f"height {block.height} follows {previous.block.height}"
+        )
+    if block.prev_hash != previous.block_hash:
+        raise BlockError("block.bad_link", "prev_hash is not the previous block's hash")
+
+
+def check_signing_key(block: Block, current: Ed25519PublicKey | None) -> None:
+    """``block`` must name the key currently in force (genesis names the key it introduces)."""
+    if block.kind == "genesis":
+        return
+    if current is None:
+        raise BlockError("block.wrong_key", "no signing key in force before genesis")
+    expected = key_id(current)
+    if block.key_id != expected:
+        raise BlockError("block.wrong_key", f"block names key {block.key_id}, expected {expected}")
+
+
+def next_signing_key(block: Block, current: Ed25519PublicKey | None) -> Ed25519PublicKey:
+    """The key that must sign the block after ``block``.
+
+    Genesis introduces ``payload.public_key``; a key rotation (signed by the old key) introduces
+    ``payload.new_public_key``, which must differ from the old key; other kinds keep ``current``.
+    """
+    if block.kind == "genesis":
+        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(block.payload["public_key"]))
+    if current is None:
+        raise BlockError("block.wrong_key", "no signing key in force before genesis")
+    if block.kind == "key_rotation":
+        new_raw = bytes.fromhex(block.payload["new_public_key"])
+        if new_raw == public_key_bytes(current):
+            raise BlockError("block.bad_field", "key rotation must introduce a different key")
+        return Ed25519PublicKey.from_public_bytes(new_raw)
+    return current
+
+
+def apply_deltas(balances: MutableMapping[tuple[str, str], int], deltas: Iterable[Delta]) -> None:
+    """Apply ``deltas`` to ``balances`` or, if any non-``external:`` balance would go negative,
+    raise ``BlockError("block.negative_balance")`` and change nothing."""
+    updated: list[tuple[tuple[str, str], int]] = []
+    for delta in deltas:
+        key = (delta.account, delta.asset)
+        value = balances.get(key, 0) + delta.amount
+        if value < 0 and not delta.account.startswith(EXTERNAL_PREFIX):
+            raise BlockError(
+                "block.negative_balance",
+                f"{delta.account} would hold {value} {delta.asset}",
+            )
+        updated.append((key, value))
+    for key, value in updated:
+        balances[key] = value

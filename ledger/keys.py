@@ -1,0 +1,189 @@
+"""Ed25519 signing keys for the ledger: generation, 0600 storage, loading, public key text.
+
+API:
+
+- ``generate_private_key() -> Ed25519PrivateKey``
+- ``save_private_key(key, path) -> None``: PKCS#8 PEM, created 0600 from the first byte (the
+  file is opened with that mode, written to a temporary name, fsynced and renamed into place,
+  then the directory is fsynced); refuses to overwrite an existing key (``KeyFileError``).
+- ``load_private_key(path) -> Ed25519PrivateKey``: warns ``InsecureKeyPermissionsWarning`` if
+  group or other permission bits are set; ``KeyFileError`` if unreadable or not Ed25519.
+- ``public_key_bytes(key) -> bytes``: the raw 32-byte public key of a public or private key.
+- ``key_id(public_key) -> str``: first 8 bytes of ``SHA-256(raw public key)``, as 16 hex chars.
+  Every block names the key that signed it by this id.
+- ``public_key_to_text(key) -> str``: 64 lowercase hex characters of the raw public key.
+- ``public_key_from_text(text) -> Ed25519PublicKey``: accepts 64 hex characters, standard base64
+  of the 32 raw bytes, or a PEM ``PUBLIC KEY`` block.
+- ``save_public_key(key, path)`` / ``load_public_key(path)``: the hex text plus a newline, 0644.
+
+Errors: ``KeyFileError`` (a ``ValueError``) with ``code`` ``"ledger.key_file"`` or
+``"ledger.key_format"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+import warnings
+from hashlib import sha256
+from pathlib import Path
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+KEY_ID_BYTES = 8
+PRIVATE_KEY_MODE = 0o600
+
+
+class KeyFileError(ValueError):
+    """A key file or key text could not be used; ``code`` names the reason class."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class InsecureKeyPermissionsWarning(UserWarning):
+    """A private key file is readable or writable by group or others."""
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    """A fresh Ed25519 private key from the operating system's randomness."""
+    return Ed25519PrivateKey.generate()
+
+
+def public_key_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
+    """The raw 32-byte public key (RFC 8032 encoding) of ``key``."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def key_id(key: Ed25519PrivateKey | Ed25519PublicKey | bytes) -> str:
+    """Key id: hex of the first 8 bytes of SHA-256 of the raw 32-byte public key."""
+    raw = key if isinstance(key, bytes) else public_key_bytes(key)
+    return sha256(raw).digest()[:KEY_ID_BYTES].hex()
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def save_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> None:
+    """Write ``key`` as unencrypted PKCS#8 PEM to ``path`` with mode 0600, atomically.
+
+    The temporary file is created by ``os.open`` with mode 0600 and ``O_EXCL``, so the key bytes
+    are never in a file anyone else could read; an existing key is never overwritten (losing the
+    venue's signing key would orphan the ledger), so an existing ``path`` is a ``KeyFileError``.
+    """
+    target = Path(path)
+    if target.exists():
+        raise KeyFileError("ledger.key_file", f"refusing to overwrite existing key {target}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(temporary, flags, PRIVATE_KEY_MODE)
+    try:
+        os.fchmod(descriptor, PRIVATE_KEY_MODE)  # umask can only remove bits; be explicit anyway
+        os.write(descriptor, pem)
+        os.fsync(descriptor)
+    except BaseException:
+        os.close(descriptor)
+        temporary.unlink(missing_ok=True)
+        raise
+    os.close(descriptor)
+    try:
+        os.link(temporary, target)  # fails if target appeared meanwhile: never overwrite
+    except FileExistsError:
+        raise KeyFileError(
+            "ledger.key_file", f"refusing to overwrite existing key {target}"
+        ) from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_directory(target.parent)
+
+
+def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """Load a PEM (PKCS#8) or raw 32-byte Ed25519 private key from ``path``.
+
+    Warns ``InsecureKeyPermissionsWarning`` when group/other permission bits are set, because the
+    key signs the book of record; the key is still returned so an operator can fix the mode.
+    """
+    source = Path(path)
+    try:
+        mode = stat.S_IMODE(source.stat().st_mode)
+        data = source.read_bytes()
+    except OSError as error:
+        raise KeyFileError("ledger.key_file", f"cannot read key {source}: {error}") from error
+    if mode & 0o077:
+        warnings.warn(
+            f"private key {source} has mode {mode:04o}; it should be 0600",
+            InsecureKeyPermissionsWarning,
+            stacklevel=2,
+        )
+    try:
+        if len(data) == 32:
+            return Ed25519PrivateKey.from_private_bytes(data)
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        raise KeyFileError("ledger.key_format", f"{source} is not a usable key: {error}") from error
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError("ledger.key_format", f"{source} is not an Ed25519 private key")
+    return key
+
+
+def public_key_to_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The public key as 64 lowercase hex characters (the form used in blocks and files)."""
+    return public_key_bytes(key).hex()
+
+
+def public_key_from_text(text: str) -> Ed25519PublicKey:
+    """Parse a public key given as 64 hex chars, base64 of the 32 raw bytes, or PEM."""
+    text = text.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_public_key(text.encode("ascii"))
+            if not isinstance(key, Ed25519PublicKey):
+                raise KeyFileError("ledger.key_format", "PEM key is not an Ed25519 public key")
+            return key
+        if len(text) == 64:
+            raw = bytes.fromhex(text)
+        else:
+            raw = base64.b64decode(text, validate=True)
+        if len(raw) != 32:
+            raise KeyFileError("ledger.key_format", "an Ed25519 public key is 32 bytes")
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except (ValueError, binascii.Error, UnsupportedAlgorithm) as error:
+        if isinstance(error, KeyFileError):
+            raise
+        raise KeyFileError("ledger.key_format", f"not an Ed25519 public key: {error}") from error
+
+
+def save_public_key(
+    key: Ed25519PrivateKey | Ed25519PublicKey, path: str | os.PathLike[str]
+) -> None:
+    """Write the public key's hex text and a newline to ``path`` (public, so mode 0644)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(public_key_to_text(key) + "\n")
+    target.chmod(0o644)
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+    """Read a public key file in any form ``public_key_from_text`` accepts."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise KeyFileError("ledger.key_file", f"cannot read public key {path}: {error}") from error
+    return public_key_from_text(text)

@@ -1,0 +1,390 @@
+"""Block encoding, strict decoding, signing and the per-kind validation rules."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from ledger.block import (
+    GENESIS_PREV_HASH,
+    HEADER,
+    KINDS,
+    Block,
+    BlockError,
+    Delta,
+    Signer,
+    apply_deltas,
+    check_signing_key,
+    decode_block,
+    decode_signed_block,
+    deposit_deltas,
+    encode_block,
+    fill_deltas,
+    make_deltas,
+    next_signing_key,
+    validate_block,
+    validate_successor,
+    verify_block_signature,
+    withdrawal_deltas,
+)
+from ledger.keys import generate_private_key, public_key_to_text
+
+SIGNER = Signer(generate_private_key())
+OTHER = Signer(generate_private_key())
+T0 = 1_764_158_400_000_000_000
+
+
+def fill_payload(**changes: object) -> dict:
+    payload = {
+        "trade_id": "T-1",
+        "instrument": "IPABS-2019-1-A",
+        "price": 998_750,
+        "qty": 1_000,
+        "accrued": 12_345,
+        "factor": 950_000,
+        "settlement_amount": 9_500_000,
+        "buyer_fee": 950,
+        "seller_fee": -190,
+        "maker_order_id": 17,
+        "taker_order_id": "O-9",
+        "buyer": "P-MM1",
+        "seller": "P-BR2",
+        "buyer_segment": "interbank",
+        "seller_segment": "exchange",
+        "aggressor": "buy",
+        "timestamp_ns": T0,
+    }
+    payload.update(changes)
+    return payload
+
+
+def make_block(kind: str, payload: dict, deltas=(), height: int = 1, signer=SIGNER) -> Block:
+    prev = GENESIS_PREV_HASH if kind == "genesis" else b"\x11" * 32
+    return Block(height, prev, T0 + height, kind, signer.key_id, payload, tuple(deltas))
+
+
+def sample_blocks() -> list[Block]:
+    """One valid block of every kind."""
+    fill = fill_payload()
+    new_key = public_key_to_text(OTHER.public_key)
+    return [
+        make_block(
+            "genesis",
+            {
+                "venue": "ABS Venue",
+                "origin": "abs-venue.example/ledger",
+                "public_key": public_key_to_text(SIGNER.public_key),
+                "params": {"checkpoint_every": 100, "fee_bps": [1, -2]},
+            },
+            height=0,
+        ),
+        make_block(
+            "instrument_listed",
+            {
+                "symbol": "IPABS-2019-1-A",
+                "currency": "CNY",
+                "face_per_unit": 10_000,
+                "tick_size": "0.0001",
+                "pool_factor": 1_000_000,
+                "min_qty": 10,
+                "reference": {"tranche_class": "senior", "isin": None, "rating": "AAA"},
+            },
+        ),
+        make_block(
+            "participant_admitted",
+            {"participant_id": "P-MM1", "segment": "interbank", "role": "market_maker"},
+        ),
+        make_block(
+            "deposit",
+            {"account": "P-MM1", "asset": "CNY", "amount": 10**9, "source": "external:bank"},
+            deposit_deltas("P-MM1", "CNY", 10**9),
+        ),
+        make_block(
+            "withdrawal",
+            {"account": "P-MM1", "asset": "CNY", "amount": 5, "destination": "external:bank"},
+            withdrawal_deltas("P-MM1", "CNY", 5),
+        ),
+        make_block("fill", fill, fill_deltas(fill)),
+        make_block("factor_update", {"instrument": "IPABS-2019-1-A", "factor": 950_000}),
+        make_block("key_rotation", {"new_public_key": new_key, "reason": "scheduled"}),
+    ]
+
+
+def test_every_kind_round_trips_encode_decode_sign_verify() -> None:
+    blocks = sample_blocks()
+    assert [block.kind for block in blocks] == list(KINDS)
+    for block in blocks:
+        validate_block(block)
+        signed = SIGNER.sign(block)
+        record = signed.to_bytes()
+        decoded = decode_signed_block(record)
+        assert decoded.block == block
+        assert decoded.encoded == encode_block(block) == block.encode()
+        assert decoded.block_hash == signed.block_hash
+        assert decoded.to_bytes() == record
+        verify_block_signature(decoded, SIGNER.public_key)
+
+
+def test_encoding_layout_matches_the_documented_header() -> None:
+    block = sample_blocks()[3]
+    encoded = encode_block(block)
+    magic, version, kind, height, timestamp, prev, key, length = HEADER.unpack_from(encoded)
+    assert (magic, version, kind, height, timestamp) == (b"ABSL", 1, 3, 1, T0 + 1)
+    assert prev == b"\x11" * 32 and key.hex() == SIGNER.key_id
+    payload = encoded[HEADER.size : HEADER.size + length]
+    assert payload == (
+        b'{"account":"P-MM1","amount":1000000000,"asset":"CNY","source":"external:bank"}'
+    )
+    rest = encoded[HEADER.size + length :]
+    assert rest[:4] == struct.pack(">I", 2)
+    assert rest[4:] == (
+        b"\x00\x05P-MM1\x00\x03CNY" + struct.pack(">q", 10**9)
+        + b"\x00\x0dexternal:bank\x00\x03CNY" + struct.pack(">q", -(10**9))
+    )  # fmt: skip
+
+
+def _replace_payload(encoded: bytes, payload: bytes) -> bytes:
+    length = HEADER.unpack_from(encoded)[-1]
+    header = encoded[: HEADER.size - 4] + struct.pack(">I", len(payload))
+    return header + payload + encoded[HEADER.size + length :]
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b'{"amount":1000000000, "account":"P-MM1"}', "block.noncanonical_payload"),
+        (b'{"account":"P-MM1","account":"P-MM1"}', "block.noncanonical_payload"),
+        (b'{"amount":1.5}', "block.bad_payload"),
+        (b'{"amount":1e3}', "block.bad_payload"),
+        (b'{"amount":NaN}', "block.bad_payload"),
+        (b"[1,2]", "block.bad_payload"),
+        (b'{"a":"\xff"}', "block.bad_payload"),
+        (b"{", "block.bad_payload"),
+    ],
+)
+def test_non_canonical_or_non_integer_payloads_are_refused(payload: bytes, code: str) -> None:
+    encoded = _replace_payload(encode_block(sample_blocks()[3]), payload)
+    with pytest.raises(BlockError) as caught:
+        decode_block(encoded)
+    assert caught.value.code == code
+
+
+def test_strict_decoding_of_structure() -> None:
+    encoded = encode_block(sample_blocks()[5])
+    cases = {
+        "block.bad_magic": b"XBSL" + encoded[4:],
+        "block.bad_version": encoded[:4] + b"\x02" + encoded[5:],
+        "block.bad_kind": encoded[:5] + b"\x08" + encoded[6:],
+        "block.trailing_bytes": encoded + b"\x00",
+        "block.truncated": encoded[:-1],
+    }
+    for code, data in cases.items():
+        with pytest.raises(BlockError) as caught:
+            decode_block(data)
+        assert caught.value.code == code, code
+    for cut in range(0, len(encoded), 13):
+        with pytest.raises(BlockError):
+            decode_block(encoded[:cut])
+    record = SIGNER.sign(sample_blocks()[5]).to_bytes()
+    with pytest.raises(BlockError) as short:
+        decode_signed_block(record[:-1])
+    assert short.value.code == "block.truncated"
+    with pytest.raises(BlockError) as long:
+        decode_signed_block(record + b"\x00")
+    assert long.value.code == "block.trailing_bytes"
+
+
+def test_deltas_must_be_canonical_on_decode() -> None:
+    block = sample_blocks()[3]
+    encoded = encode_block(block)
+    first_size, second_size = 2 + 5 + 2 + 3 + 8, 2 + 13 + 2 + 3 + 8  # P-MM1, external:bank
+    start = len(encoded) - first_size - second_size
+    first, second = encoded[start : start + first_size], encoded[start + first_size :]
+    swapped = encoded[:start] + second + first
+    with pytest.raises(BlockError) as caught:
+        decode_block(swapped)
+    assert caught.value.code == "block.noncanonical_deltas"
+    zero = encoded[:-8] + struct.pack(">q", 0)
+    with pytest.raises(BlockError) as zero_caught:
+        decode_block(zero)
+    assert zero_caught.value.code == "block.bad_field"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"amount": 1.5},
+        {"amount": float("nan")},
+        {"nested": {"x": [1, 2.0]}},
+        {1: "non-string key"},
+        {"big": 2**63},
+        {"obj": object()},
+    ],
+)
+def test_encode_refuses_non_canonical_values(payload: dict) -> None:
+    block = make_block("factor_update", payload)
+    with pytest.raises(BlockError) as caught:
+        encode_block(block)
+    assert caught.value.code == "block.bad_field"
+
+
+def test_make_deltas_merges_drops_zeros_and_sorts() -> None:
+    deltas = make_deltas([("b", "CNY", 5), ("a", "X", 1), ("b", "CNY", -2), ("c", "CNY", 0)])
+    assert deltas == (Delta("a", "X", 1), Delta("b", "CNY", 3))
+
+
+def test_fill_deltas_are_dvp_with_fees() -> None:
+    deltas = {(d.account, d.asset): d.amount for d in fill_deltas(fill_payload())}
+    assert deltas == {
+        ("P-MM1", "CNY"): -(9_500_000 + 950),
+        ("P-BR2", "CNY"): 9_500_000 + 190,
+        ("venue:fees", "CNY"): 950 - 190,
+        ("P-MM1", "IPABS-2019-1-A"): 1_000,
+        ("P-BR2", "IPABS-2019-1-A"): -1_000,
+    }
+    no_fees = fill_deltas(fill_payload(buyer_fee=0, seller_fee=0))
+    assert all(d.account != "venue:fees" for d in no_fees)
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"price": 1.5}, "block.bad_field"),
+        ({"price": 0}, "block.bad_field"),
+        ({"qty": True}, "block.bad_field"),
+        ({"factor": 1_000_001}, "block.bad_field"),
+        ({"buyer_segment": "otc"}, "block.bad_field"),
+        ({"aggressor": "both"}, "block.bad_field"),
+        ({"seller": "P-MM1"}, "block.bad_field"),
+        ({"buyer": "venue:fees"}, "block.bad_field"),
+        ({"buyer": "has space"}, "block.bad_field"),
+        ({"instrument": "CNY"}, "block.bad_field"),
+        ({"extra": 1}, "block.bad_field"),
+    ],
+)
+def test_fill_schema_violations(changes: dict, code: str) -> None:
+    payload = fill_payload(**changes)
+    block = make_block("fill", payload, fill_deltas(fill_payload()))
+    with pytest.raises(BlockError) as caught:
+        validate_block(block)
+    assert caught.value.code == code
+
+
+def test_missing_fill_field_is_refused() -> None:
+    payload = fill_payload()
+    del payload["accrued"]
+    with pytest.raises(BlockError, match="accrued"):
+        validate_block(make_block("fill", payload, fill_deltas(fill_payload())))
+
+
+def test_fill_with_wrong_deltas_is_not_dvp() -> None:
+    payload = fill_payload()
+    honest = fill_deltas(payload)
+    skimmed = make_deltas([*honest, ("venue:fees", "CNY", 1), ("P-BR2", "CNY", -1)])
+    with pytest.raises(BlockError) as caught:
+        validate_block(make_block("fill", payload, skimmed))
+    assert caught.value.code == "block.not_dvp"
+
+
+def test_unbalanced_deltas_are_not_conserved() -> None:
+    listing = sample_blocks()[1]
+    unbalanced = make_block(listing.kind, listing.payload, make_deltas([("P-1", "X", 5)]))
+    with pytest.raises(BlockError) as caught:
+        validate_block(unbalanced)
+    assert caught.value.code == "block.not_conserved"
+    issuance = make_deltas([("P-1", "X", 5), ("external:issuer", "X", -5)])
+    validate_block(make_block(listing.kind, listing.payload, issuance))
+
+
+def test_kinds_without_deltas_refuse_them() -> None:
+    for block in sample_blocks():
+        if block.kind in ("participant_admitted", "key_rotation"):
+            moved = make_deltas([("P-1", "CNY", 1), ("P-2", "CNY", -1)])
+            with pytest.raises(BlockError) as caught:
+                validate_block(make_block(block.kind, block.payload, moved))
+            assert caught.value.code == "block.bad_deltas"
+
+
+def test_deposit_must_move_exactly_its_amount() -> None:
+    payload = {"account": "P-1", "asset": "CNY", "amount": 100, "source": "external:bank"}
+    validate_block(make_block("deposit", payload, deposit_deltas("P-1", "CNY", 100)))
+    with pytest.raises(BlockError) as caught:
+        validate_block(make_block("deposit", payload, deposit_deltas("P-1", "CNY", 99)))
+    assert caught.value.code == "block.bad_deltas"
+    bad_source = {**payload, "source": "P-2"}
+    with pytest.raises(BlockError):
+        validate_block(make_block("deposit", bad_source, deposit_deltas("P-1", "CNY", 100, "P-2")))
+
+
+def test_genesis_rules() -> None:
+    genesis = sample_blocks()[0]
+    validate_block(genesis)
+    wrong_signer = Block(0, GENESIS_PREV_HASH, T0, "genesis", OTHER.key_id, genesis.payload, ())
+    with pytest.raises(BlockError) as caught:
+        validate_block(wrong_signer)
+    assert caught.value.code == "block.wrong_key"
+    late = Block(3, GENESIS_PREV_HASH, T0, "genesis", SIGNER.key_id, genesis.payload, ())
+    with pytest.raises(BlockError):
+        validate_block(late)
+
+
+def test_successor_rules() -> None:
+    genesis = SIGNER.sign(sample_blocks()[0])
+    validate_successor(None, genesis.block)
+    nxt = Block(1, genesis.block_hash, T0, "factor_update", SIGNER.key_id, {}, ())
+    validate_successor(genesis, nxt)
+    with pytest.raises(BlockError) as first:
+        validate_successor(None, nxt)
+    assert first.value.code == "block.bad_height"
+    gap = Block(2, genesis.block_hash, T0, "factor_update", SIGNER.key_id, {}, ())
+    with pytest.raises(BlockError) as height:
+        validate_successor(genesis, gap)
+    assert height.value.code == "block.bad_height"
+    unlinked = Block(1, b"\x00" * 32, T0, "factor_update", SIGNER.key_id, {}, ())
+    with pytest.raises(BlockError) as link:
+        validate_successor(genesis, unlinked)
+    assert link.value.code == "block.bad_link"
+
+
+def test_key_rotation_hands_over_to_the_new_key() -> None:
+    genesis, *_, rotation = sample_blocks()
+    key = next_signing_key(genesis, None)
+    check_signing_key(rotation, key)  # the rotation is signed by the old key
+    new_key = next_signing_key(rotation, key)
+    assert public_key_to_text(new_key) == public_key_to_text(OTHER.public_key)
+    after = make_block("factor_update", {"instrument": "X", "factor": 1}, signer=SIGNER)
+    with pytest.raises(BlockError) as caught:
+        check_signing_key(after, new_key)
+    assert caught.value.code == "block.wrong_key"
+    check_signing_key(make_block("factor_update", {}, signer=OTHER), new_key)
+    same = make_block("key_rotation", {"new_public_key": public_key_to_text(SIGNER.public_key)})
+    with pytest.raises(BlockError):
+        next_signing_key(same, key)
+
+
+def test_signature_checks() -> None:
+    signed = SIGNER.sign(sample_blocks()[5])
+    with pytest.raises(BlockError) as wrong:
+        verify_block_signature(signed, OTHER.public_key)
+    assert wrong.value.code == "block.wrong_key"
+    flipped = bytearray(signed.to_bytes())
+    flipped[-1] ^= 1
+    with pytest.raises(BlockError) as bad:
+        verify_block_signature(decode_signed_block(bytes(flipped)), SIGNER.public_key)
+    assert bad.value.code == "block.bad_signature"
+    with pytest.raises(BlockError) as mismatch:
+        OTHER.sign(sample_blocks()[5])
+    assert mismatch.value.code == "block.wrong_key"
+
+
+def test_apply_deltas_refuses_negative_balances_atomically() -> None:
+    balances: dict[tuple[str, str], int] = {}
+    apply_deltas(balances, deposit_deltas("P-1", "CNY", 100))
+    assert balances == {("P-1", "CNY"): 100, ("external:bank", "CNY"): -100}
+    before = dict(balances)
+    overdraw = make_deltas([("P-1", "CNY", -101), ("P-2", "CNY", 101)])
+    with pytest.raises(BlockError) as caught:
+        apply_deltas(balances, overdraw)
+    assert caught.value.code == "block.negative_balance"
+    assert balances == before
