@@ -25,8 +25,7 @@ Public API::
     class Scope(StrEnum): READ, TRADE, AUDIT, ADMIN                  DEFAULT_SCOPES[role]
     @dataclass(frozen=True) class Participant(participant_id, name, role, segment=None)
         Participant.from_wire(data) -> Participant      .to_wire() -> dict     .can_trade: bool
-    @dataclass(frozen=True) class ApiCredential(key_id, secret, participant_id, scopes)
-    issue_api_key(participant_id, scopes) -> ApiCredential   # key id + secret from `secrets`
+    issue_api_key() -> tuple[str, str]                       # (key_id, secret) from `secrets`
     parse_scopes(values) -> frozenset[Scope]
     require_scope(granted, needed) -> None                   # auth.insufficient_scope
     signing_message(timestamp, method, path_and_query, body) -> bytes
@@ -206,31 +205,15 @@ def require_scope(granted: Iterable[Scope], needed: Scope) -> None:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ApiCredential:
-    """An API key: a public ``key_id`` (sent in a header) and a ``secret`` (never sent)."""
+def issue_api_key() -> tuple[str, str]:
+    """A fresh API key as ``(key_id, secret)``, both from ``secrets``.
 
-    key_id: str
-    secret: str
-    participant_id: str
-    scopes: frozenset[Scope]
-
-    def __repr__(self) -> str:  # keep secrets out of logs and tracebacks
-        return (
-            f"ApiCredential(key_id={self.key_id!r}, secret=<hidden>, "
-            f"participant_id={self.participant_id!r}, scopes={sorted(self.scopes)!r})"
-        )
-
-
-def issue_api_key(participant_id: str, scopes: Iterable[Scope]) -> ApiCredential:
-    """A fresh key: ``key_id`` = ``"vk_"`` + 16 hex chars (64 random bits, an identifier), and a
-    ``secret`` = ``"vs_"`` + 43 URL-safe chars (256 random bits), both from ``secrets``."""
-    return ApiCredential(
-        key_id="vk_" + secrets.token_hex(8),
-        secret="vs_" + secrets.token_urlsafe(32),
-        participant_id=participant_id,
-        scopes=frozenset(scopes),
-    )
+    ``key_id`` = ``"vk_"`` + 16 hex characters (64 random bits; a public identifier sent in a
+    header); ``secret`` = ``"vs_"`` + 43 URL-safe characters (256 random bits; never sent, only
+    used as the HMAC key). The key's scopes are those of its participant's role
+    (``DEFAULT_SCOPES``) unless the operator grants others.
+    """
+    return "vk_" + secrets.token_hex(8), "vs_" + secrets.token_urlsafe(32)
 
 
 def signing_message(timestamp: str, method: str, path_and_query: str, body: bytes) -> bytes:
