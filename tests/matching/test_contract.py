@@ -42,6 +42,7 @@ from matching import (
     UNKNOWN_ID,
     USER_CANCEL,
 )
+from tests.matching.conftest import CheckedBook, compiled_book_class, reference_book_class
 
 EMPTY_HASH = hashlib.sha256(b"").hexdigest()
 
@@ -1089,3 +1090,123 @@ def test_restore_accepts_literal_snapshot(book_class):
     assert restored.get(5) == (SELL, 101, 9, MAX_INT64, GTC, CANCEL_BOTH, True)
     assert restored.submit(5, BUY, 1, 1) == [(REJECTED, 5, DUPLICATE_ID)]
     assert restored.replace(5, 100, 1) == [(REJECTED, 5, POST_ONLY_WOULD_CROSS)]
+
+
+# ---------------------------------------------------------------- argument-type readings
+# The contract says a non-int (or non-bool post_only) raises TypeError. Both books read that
+# strictly: ``bool`` is not accepted where an int is meant, and post_only must be a real bool.
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda book: book.submit(True, BUY, 100, 5),
+        lambda book: book.submit(1, True, 100, 5),
+        lambda book: book.submit(1, BUY, True, 5),
+        lambda book: book.submit(1, BUY, 100, True),
+        lambda book: book.submit(1, BUY, 100, 5, owner=False),
+        lambda book: book.submit(1, BUY, 100, 5, post_only=1),
+        lambda book: book.submit(1, BUY, 100, 5, post_only=0),
+        lambda book: book.cancel(True),
+        lambda book: book.replace(1, 100, True),
+        lambda book: book.depth(True),
+    ],
+)
+def test_bool_for_int_and_int_for_post_only_raise_type_error(book, call):
+    fill_book(book, [(1, SELL, 100, 5, 0)])
+    before = book_state(book)
+    with pytest.raises(TypeError):
+        call(book.raw)
+    assert book_state(book) == before
+
+
+def test_depth_with_negative_levels_is_empty(book):
+    fill_book(book, [(1, SELL, 100, 5, 0), (2, BUY, 99, 5, 0)])
+    assert book.depth(-1) == ([], [])
+    assert book.depth(-(2**70)) == ([], [])
+    assert book.depth(2**70) == ([(99, 5, 1)], [(100, 5, 1)])
+
+
+def test_owner_zero_on_one_side_only_is_not_a_self_match(book):
+    fill_book(book, [(1, SELL, 100, 5, 0), (2, SELL, 100, 5, 3)])
+    assert book.submit(3, BUY, 100, 2, owner=3, stp=CANCEL_BOTH) == [
+        (FILL, 1, 3, 100, 2),
+        (FILLED, 3),
+    ]
+    assert book.submit(4, BUY, 100, 8, owner=0, stp=CANCEL_BOTH) == [
+        (FILL, 1, 4, 100, 3),
+        (FILLED, 1),
+        (FILL, 2, 4, 100, 5),
+        (FILLED, 2),
+        (FILLED, 4),
+    ]
+
+
+def test_replace_post_only_increase_at_same_price_loses_priority(book):
+    fill_book(book, [(1, SELL, 105, 5, 0)])
+    book.submit(2, BUY, 100, 5, post_only=True)
+    fill_book(book, [(3, BUY, 100, 5, 0)])
+    assert book.replace(2, 100, 9) == [(REPLACED, 2, 100, 9, 0), (RESTED, 2, 100, 9)]
+    assert [entry[1] for entry in book.snapshot()] == [3, 2, 1]
+
+
+# ------------------------------------------------------------------------------ restore
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "error"),
+    [
+        ([(BUY, 1, 100, 5, 0, GTC, 0, 0), (BUY, 1, 99, 5, 0, GTC, 0, 0)], ValueError),
+        ([(BUY, 1, 100, 5, 0, GTC, 0, 0), (SELL, 2, 100, 5, 0, GTC, 0, 0)], ValueError),
+        ([(BUY, 1, 100, 5, 0, IOC, 0, 0)], ValueError),
+        ([(BUY, 1, 100, 5, 0, FOK, 0, 0)], ValueError),
+        ([(2, 1, 100, 5, 0, GTC, 0, 0)], ValueError),
+        ([(BUY, 0, 100, 5, 0, GTC, 0, 0)], ValueError),
+        ([(BUY, 1, 0, 5, 0, GTC, 0, 0)], ValueError),
+        ([(BUY, 1, 100, 0, 0, GTC, 0, 0)], ValueError),
+        ([(BUY, 1, 100, MAX_INT64 + 1, 0, GTC, 0, 0)], ValueError),
+        ([(BUY, 1, 100, 5, -1, GTC, 0, 0)], ValueError),
+        ([(BUY, 1, 100, 5, 0, GTC, 3, 0)], ValueError),
+        ([(BUY, 1, 100, 5, 0, GTC, 0, 2)], ValueError),
+        ([(BUY, 1, 100, 5, 0, GTC, 0)], ValueError),
+        ([(BUY, 1, 100.0, 5, 0, GTC, 0, 0)], TypeError),
+        ([(BUY, "1", 100, 5, 0, GTC, 0, 0)], TypeError),
+    ],
+)
+def test_restore_rejects_a_bad_snapshot(book_class, snapshot, error):
+    with pytest.raises(error):
+        book_class.restore(snapshot)
+
+
+def test_restore_takes_fifo_from_list_order(book_class):
+    # Levels are ordered by price whatever the list order; within a level, list order is FIFO.
+    restored = book_class.restore(
+        [
+            (SELL, 5, 101, 1, 0, GTC, 0, 0),
+            (BUY, 3, 99, 1, 0, DAY, 0, 0),
+            (BUY, 2, 100, 1, 0, GTC, 0, True),
+            (BUY, 1, 100, 1, 0, GTC, 0, 0),
+        ]
+    )
+    restored.validate()
+    assert [entry[1] for entry in restored.snapshot()] == [2, 1, 3, 5]
+    assert restored.get(2) == (BUY, 100, 1, 0, GTC, 0, True)
+
+
+def test_snapshots_are_interchangeable_between_implementations(book_class):
+    reference_class = reference_book_class()
+    compiled_class = compiled_book_class()
+    source = book_class()
+    build_varied_book(CheckedBook(source))
+    source.submit(20, SELL, 100, 3)  # partial fill, so a remaining qty differs from the original
+    into_reference = reference_class.restore(source.snapshot())
+    into_compiled = compiled_class.restore(source.snapshot())
+    for restored in (into_reference, into_compiled):
+        restored.validate()
+        assert restored.snapshot() == source.snapshot()
+        assert restored.state_hash() == source.state_hash()
+    command = (21, SELL, 99, 25)
+    assert (
+        into_reference.submit(*command) == into_compiled.submit(*command) == source.submit(*command)
+    )
+    assert into_reference.state_hash() == into_compiled.state_hash() == source.state_hash()
