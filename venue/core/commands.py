@@ -1,0 +1,158 @@
+"""Immutable commands: the only way anything changes in the venue.
+
+Every command the sequencer accepts is journaled as ``{"seq", "ts", "type", ...fields}`` before it
+is acknowledged, and replaying the journal through :class:`venue.core.exchange.Exchange` rebuilds
+the venue exactly. Commands therefore carry only plain integers and strings (wire decimals are
+already converted to ticks, units and fen by the API edge or the CLI), and the sequencer stamps
+each with its sequence number and timestamp so replay never consults a clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Base class. ``TYPE`` names the command in the journal."""
+
+    TYPE: ClassVar[str] = ""
+
+    def to_record(self) -> dict[str, Any]:
+        record = {"type": self.TYPE}
+        for field in dataclasses.fields(self):
+            record[field.name] = getattr(self, field.name)
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder(Command):
+    """A new order. ``price`` is in ticks (``None`` for a market order), ``qty`` in units."""
+
+    TYPE: ClassVar[str] = "place_order"
+    participant: str
+    client_order_id: str
+    symbol: str
+    side: str  # "buy" | "sell"
+    order_type: str  # "limit" | "market"
+    price: int | None
+    qty: int
+    time_in_force: str = "gtc"  # gtc | day | ioc | fok
+    post_only: bool = False
+    self_trade: str = "cancel_taker"  # cancel_taker | cancel_maker | cancel_both
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder(Command):
+    TYPE: ClassVar[str] = "cancel_order"
+    participant: str
+    order_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceOrder(Command):
+    """New limit price (ticks) and new *remaining* quantity (units); ``None`` keeps the current."""
+
+    TYPE: ClassVar[str] = "replace_order"
+    participant: str
+    order_id: int
+    price: int | None
+    qty: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll(Command):
+    TYPE: ClassVar[str] = "cancel_all"
+    participant: str
+    symbol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListInstrument(Command):
+    """``instrument`` is the wire form accepted by ``Instrument.from_wire``."""
+
+    TYPE: ClassVar[str] = "list_instrument"
+    instrument: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitParticipant(Command):
+    """Admits a participant; ``key_id``/``secret`` are its first API credentials."""
+
+    TYPE: ClassVar[str] = "admit_participant"
+    participant: str
+    name: str
+    segment: str
+    role: str
+    key_id: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit(Command):
+    """Cash (asset ``"CNY"``, amount in fen) or tranche units (asset = symbol, amount in units)."""
+
+    TYPE: ClassVar[str] = "deposit"
+    participant: str
+    asset: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw(Command):
+    TYPE: ClassVar[str] = "withdraw"
+    participant: str
+    asset: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetTradingStatus(Command):
+    """Halt (``"halted"``) or resume (``"open"``) trading in one instrument."""
+
+    TYPE: ClassVar[str] = "set_trading_status"
+    symbol: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateFactor(Command):
+    """New pool factor in micro-units (1_000_000 = 1.0); later fills settle at it."""
+
+    TYPE: ClassVar[str] = "update_factor"
+    symbol: str
+    factor: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireDay(Command):
+    """Session end: every resting DAY order expires."""
+
+    TYPE: ClassVar[str] = "expire_day"
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    cls.TYPE: cls
+    for cls in (
+        PlaceOrder,
+        CancelOrder,
+        ReplaceOrder,
+        CancelAll,
+        ListInstrument,
+        AdmitParticipant,
+        Deposit,
+        Withdraw,
+        SetTradingStatus,
+        UpdateFactor,
+        ExpireDay,
+    )
+}
+
+
+def command_from_record(record: dict[str, Any]) -> Command:
+    """Rebuild a command from its journal record (extra keys such as seq/ts are ignored)."""
+    cls = COMMAND_TYPES[record["type"]]
+    names = [field.name for field in dataclasses.fields(cls)]
+    return cls(**{name: record[name] for name in names if name in record})

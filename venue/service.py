@@ -1,0 +1,288 @@
+"""The venue as one service object: open a data directory, recover, run commands, close.
+
+``Venue.open(config)`` lays out (or reopens) the data directory::
+
+    DATA_DIR/                 0700
+      keys/ledger_ed25519.key the ledger signing key (0600)
+      ledger/                 signed blocks + checkpoints (ledger.Ledger)
+      journal/                every accepted command (ledger.recordlog.RecordLog)
+      snapshots/              periodic state snapshots (venue.core.snapshots)
+      credentials.json        demo participants' API keys (0600), written on first start
+
+Recovery: load the newest snapshot (if any), then replay every journal record after it through
+the same deterministic :class:`Exchange`. Ledger blocks are only ever written after their command
+is durable in the journal, so the ledger can only be *behind* the journal: the replay re-creates
+the blocks of the trailing commands, checks each one the ledger already holds against the one it
+recomputes, and appends the missing ones. Anything that does not line up is refused loudly
+(:class:`RecoveryError`), never patched over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import matching
+from ledger.block import make_deltas
+from ledger.keys import generate_private_key, load_private_key, save_private_key
+from ledger.ledger import Ledger
+from ledger.recordlog import RecordLog
+from venue.config import Config
+from venue.core.commands import (
+    AdmitParticipant,
+    Command,
+    Deposit,
+    ExpireDay,
+    ListInstrument,
+    command_from_record,
+)
+from venue.core.exchange import CHINA_STANDARD_TIME, Exchange, LedgerEntry, Outcome
+from venue.core.sequencer import Sequencer
+from venue.core.snapshots import load_latest_snapshot
+from venue.domain import demo
+from venue.domain.participants import issue_api_key
+from venue.domain.pricing import FeeSchedule
+from venue.errors import VenueError
+
+log = logging.getLogger(__name__)
+
+LEDGER_ORIGIN = "abs-venue.example/ledger"
+
+
+class VenueStartupError(RuntimeError):
+    """The venue refuses to start (e.g. the compiled engine is missing and not allowed)."""
+
+
+class RecoveryError(RuntimeError):
+    """The journal, snapshots and ledger do not line up; nothing was repaired."""
+
+
+def _ensure_private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _load_or_create_signing_key(keys_dir: Path):
+    path = keys_dir / "ledger_ed25519.key"
+    if path.exists():
+        return load_private_key(path)
+    key = generate_private_key()
+    save_private_key(key, path)
+    return key
+
+
+def last_session_end(now_ns: int, session_end_minutes: int) -> int:
+    """The most recent session end (ns) at or before ``now_ns``, in China Standard Time."""
+    now = datetime.fromtimestamp(now_ns / 1e9, CHINA_STANDARD_TIME)
+    end = now.replace(hour=session_end_minutes // 60, minute=session_end_minutes % 60,
+                      second=0, microsecond=0)
+    if end > now:
+        end -= timedelta(days=1)
+    return int(end.timestamp()) * 1_000_000_000
+
+
+def _check_block_matches(ledger: Ledger, height: int, entry: LedgerEntry) -> None:
+    """The block already at ``height`` must be the one replay recomputes, or recovery stops."""
+    block = ledger.block(height).block
+    if (
+        block.kind != entry.kind
+        or dict(block.payload) != entry.payload
+        or tuple(block.deltas) != make_deltas(entry.deltas)
+    ):
+        raise RecoveryError(
+            f"ledger block {height} ({block.kind}) differs from the one the journal replay "
+            f"produces ({entry.kind}); refusing to guess which is right"
+        )
+
+
+class Venue:
+    """The running venue: exchange state, journal, ledger and the sequencer that ties them."""
+
+    def __init__(self, config: Config, exchange: Exchange, journal: RecordLog, ledger: Ledger,
+                 sequencer: Sequencer, recovery: dict[str, Any]) -> None:
+        self.config = config
+        self.exchange = exchange
+        self.journal = journal
+        self.ledger = ledger
+        self.sequencer = sequencer
+        self.recovery = recovery
+        self._expiry_task: asyncio.Task | None = None
+
+    # ================================================================== opening
+    @classmethod
+    async def open(cls, config: Config) -> Venue:
+        """Open (creating and seeding if empty) the venue in ``config.data_dir`` and recover."""
+        if matching.IMPLEMENTATION != "c":
+            if not config.allow_reference_engine:
+                raise VenueStartupError(
+                    "the compiled matching engine is not built "
+                    f"({matching.COMPILED_IMPORT_ERROR}); rebuild with `pip install -e .` or "
+                    "start with --allow-reference-engine to accept the slow fallback"
+                )
+            log.warning("running on the pure-Python reference matching engine")
+        log.info("matching engine loaded", extra={"implementation": matching.IMPLEMENTATION})
+        started = time.perf_counter()
+        data_dir = _ensure_private_dir(Path(config.data_dir))
+        key = _load_or_create_signing_key(_ensure_private_dir(data_dir / "keys"))
+        ledger = await asyncio.to_thread(
+            Ledger.open,
+            data_dir / "ledger",
+            key,
+            origin=LEDGER_ORIGIN,
+            checkpoint_every_blocks=config.checkpoint_every_blocks,
+            checkpoint_every_ms=config.checkpoint_every_ms,
+        )
+        journal = await asyncio.to_thread(RecordLog.open, data_dir / "journal")
+        try:
+            exchange, recovery = await asyncio.to_thread(cls._recover, data_dir, journal, ledger)
+        except BaseException:
+            journal.close()
+            ledger.close()
+            raise
+        recovery["seconds"] = round(time.perf_counter() - started, 3)
+        log.info("venue recovered", extra=recovery)
+        sequencer = Sequencer(
+            exchange, journal, ledger,
+            snapshot_dir=data_dir / "snapshots",
+            snapshot_every=config.snapshot_every_commands,
+        )
+        sequencer.start()
+        venue = cls(config, exchange, journal, ledger, sequencer, recovery)
+        if exchange.seq == 0 and config.seed_demo:
+            await venue._seed_demo(data_dir)
+        await venue._expire_missed_session()
+        venue._expiry_task = asyncio.create_task(venue._expire_at_session_ends())
+        return venue
+
+    @staticmethod
+    def _recover(data_dir: Path, journal: RecordLog, ledger: Ledger) -> tuple[Exchange, dict]:
+        """Snapshot + journal replay; re-create the ledger blocks the crash cut off."""
+        snapshot = load_latest_snapshot(data_dir / "snapshots")
+        if snapshot is None:
+            exchange = Exchange(FeeSchedule.from_wire(demo.FEE_SCHEDULE))
+            expected_blocks = 1  # the genesis block the ledger writes itself
+        else:
+            _seq, state = snapshot
+            exchange = Exchange.restore(state)
+            expected_blocks = state["ledger_blocks"]
+        if journal.durable_count < exchange.seq:
+            raise RecoveryError(
+                f"snapshot is at seq {exchange.seq} but the journal holds only "
+                f"{journal.durable_count} records"
+            )
+        ledger_blocks = ledger.height + 1
+        if ledger_blocks < expected_blocks:
+            raise RecoveryError(
+                f"the ledger holds {ledger_blocks} blocks, fewer than the {expected_blocks} the "
+                "snapshot had made durable"
+            )
+        next_height = expected_blocks
+        replayed = appended = 0
+        handles = []
+        for number, data in journal.records(start=exchange.seq):
+            record = json.loads(data)
+            if record["seq"] != number + 1 or record["seq"] != exchange.seq + 1:
+                raise RecoveryError(f"journal record {number} has seq {record['seq']}")
+            try:
+                outcome = exchange.apply(command_from_record(record), record["ts"])
+            except VenueError as exc:
+                raise RecoveryError(
+                    f"journal seq {record['seq']} no longer applies: {exc}"
+                ) from exc
+            replayed += 1
+            for entry in outcome.ledger_entries:
+                if next_height < ledger_blocks:
+                    _check_block_matches(ledger, next_height, entry)
+                else:
+                    handles.append(ledger.append(entry.kind, entry.payload, entry.deltas))
+                    appended += 1
+                next_height += 1
+        for handle in handles:
+            handle.result()
+        if next_height != ledger.height + 1:
+            raise RecoveryError(
+                f"the ledger holds {ledger.height + 1} blocks but the journal accounts for "
+                f"{next_height}: the ledger is ahead of the journal"
+            )
+        exchange.validate()
+        return exchange, {
+            "snapshot_seq": None if snapshot is None else snapshot[0],
+            "replayed_commands": replayed,
+            "reappended_blocks": appended,
+            "seq": exchange.seq,
+            "ledger_height": ledger.height,
+        }
+
+    async def _seed_demo(self, data_dir: Path) -> None:
+        """First start: list the demo deal, admit and fund the demo participants."""
+        credentials = []
+        for instrument in demo.INSTRUMENTS:
+            await self.submit(ListInstrument(instrument))
+        for participant in demo.PARTICIPANTS:
+            key_id, secret = issue_api_key()
+            await self.submit(AdmitParticipant(
+                participant["participant_id"], participant["name"], participant["segment"],
+                participant["role"], key_id, secret,
+            ))
+            credentials.append({**participant, "key_id": key_id, "secret": secret})
+        for participant_id, asset, amount in demo.FUNDING:
+            await self.submit(Deposit(participant_id, asset, amount))
+        path = data_dir / "credentials.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"base_url": f"http://{self.config.host}:{self.config.port}/v1",
+                       "participants": credentials}, handle, indent=2)
+        log.info("seeded demo data", extra={"credentials_file": str(path)})
+
+    # ================================================================== session ends
+    async def _expire_missed_session(self) -> None:
+        """If a session end passed while the venue was down, expire DAY orders now."""
+        end = last_session_end(time.time_ns(), self.config.session_end_minutes)
+        stale = any(
+            order.is_open and order.time_in_force == "day" and order.created_ts < end
+            for order in self.exchange.orders.values()
+        )
+        if stale:
+            await self.submit(ExpireDay())
+
+    async def _expire_at_session_ends(self) -> None:
+        while True:
+            now = time.time_ns()
+            next_end = last_session_end(now, self.config.session_end_minutes) + 86_400 * 10**9
+            await asyncio.sleep((next_end - now) / 1e9)
+            try:
+                await self.submit(ExpireDay())
+            except VenueError:
+                log.exception("session-end expiry failed")
+
+    # ================================================================== running
+    async def submit(self, command: Command) -> Any:
+        """Run one command through the sequencer; the result once it is durable."""
+        return await self.sequencer.submit(command)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "failed" if self.sequencer.failed.is_set() else "ok",
+            "engine": matching.IMPLEMENTATION,
+            "ledger_height": self.ledger.height,
+            "journal_seq": self.exchange.seq,
+            "journal_durable": self.journal.durable_count,
+        }
+
+    async def close(self) -> None:
+        """Stop intake, drain, snapshot, close the logs."""
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+        await self.sequencer.stop()
+        await asyncio.to_thread(self.journal.close)
+        await asyncio.to_thread(self.ledger.close)
+
+
+__all__ = ["Outcome", "RecoveryError", "Venue", "VenueStartupError", "last_session_end"]
