@@ -73,7 +73,7 @@ import threading
 import zlib
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +82,7 @@ __all__ = [
     "DEFAULT_SEGMENT_MAX_BYTES",
     "MAX_RECORD_BYTES",
     "AppendHandle",
+    "BatchCallback",
     "LogScanner",
     "RecordLog",
     "RecordLogClosedError",
@@ -384,6 +385,30 @@ class AppendHandle(Future):
         self.record_number = record_number
 
 
+BatchCallback = Callable[[int, int, "RecordLogFailedError | None"], None]
+
+
+@dataclass(slots=True)
+class _PendingAppend:
+    """Records queued by one append call, and how to report their durability."""
+
+    first: int
+    frames: list[bytes]
+    handles: tuple[AppendHandle, ...] | None
+    on_done: BatchCallback | None
+
+    def complete(self, error: RecordLogFailedError | None) -> None:
+        if self.on_done is not None:
+            self.on_done(self.first, len(self.frames), error)
+            return
+        assert self.handles is not None
+        for handle in self.handles:
+            if error is None:
+                handle.set_result(handle.record_number)
+            else:
+                handle.set_exception(error)
+
+
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
     """What opening the log had to do: ``truncated_bytes`` cut from ``truncated_path``."""
@@ -432,7 +457,7 @@ class RecordLog:
         self._durable_changed = threading.Condition(self._lock)
         self._segments: list[_Segment] = []
         self._segment_firsts: list[int] = []
-        self._pending: list[tuple[AppendHandle, bytes]] = []
+        self._pending: list[_PendingAppend] = []
         self._next_record_number = 0
         self._durable_count = 0
         self._failure: RecordLogFailedError | None = None
@@ -570,16 +595,33 @@ class RecordLog:
         framed = [frame_record(payload) for payload in payloads]
         with self._lock:
             self._check_appendable()
-            number = self._next_record_number
-            handles = []
-            for frame in framed:
-                handle = AppendHandle(number)
-                handles.append(handle)
-                self._pending.append((handle, frame))
-                number += 1
-            self._next_record_number = number
-            self._work_ready.notify()
+            first = self._next_record_number
+            handles = [AppendHandle(first + index) for index in range(len(framed))]
+            # The pending entry keeps its own tuple: the caller may extend the returned list.
+            self._enqueue(_PendingAppend(first, framed, tuple(handles), None))
         return handles
+
+    def append_batch(self, payloads: Iterable[bytes], on_done: BatchCallback) -> int:
+        """Queue several records and call ``on_done(first, count, error)`` once, no handles.
+
+        For pipelined writers (the ledger) that track durability per batch: it saves creating
+        a ``Future`` per record. ``on_done`` runs in the writer thread with ``error`` None once
+        all ``count`` records from ``first`` are durable, or the :class:`RecordLogFailedError`
+        if they are not; it must be quick and must not call back into this log's writes.
+        Returns ``first``.
+        """
+        framed = [frame_record(payload) for payload in payloads]
+        with self._lock:
+            self._check_appendable()
+            first = self._next_record_number
+            self._enqueue(_PendingAppend(first, framed, None, on_done))
+        return first
+
+    def _enqueue(self, pending: _PendingAppend) -> None:
+        """Caller holds ``_lock``."""
+        self._pending.append(pending)
+        self._next_record_number += len(pending.frames)
+        self._work_ready.notify()
 
     def append_and_wait(self, payload: bytes, timeout: float | None = None) -> int:
         """Append ``payload`` and block until it is durable; return its record number."""
@@ -607,26 +649,29 @@ class RecordLog:
             except BaseException as error:
                 self._fail(batch, error)
                 return
-            for handle, _ in batch:
-                handle.set_result(handle.record_number)
+            for pending in batch:
+                pending.complete(None)
 
-    def _write_batch(self, batch: list[tuple[AppendHandle, bytes]]) -> None:
+    def _write_batch(self, batch: list[_PendingAppend]) -> None:
         """Write a batch: one write + one fsync per segment touched, rolling when full."""
         segment = self._segments[-1]
         run: list[bytes] = []
         run_offsets: list[int] = []
         size = segment.size
-        for handle, frame in batch:
-            has_records = bool(segment.offsets) or bool(run)
-            if has_records and size + len(frame) > self.segment_max_bytes:
-                self._flush_run(segment, run, run_offsets, size)
-                self._create_segment(handle.record_number)
-                segment = self._segments[-1]
-                size = segment.size
-                run, run_offsets = [], []
-            run_offsets.append(size)
-            run.append(frame)
-            size += len(frame)
+        limit = self.segment_max_bytes
+        for pending in batch:
+            number = pending.first
+            for frame in pending.frames:
+                if size + len(frame) > limit and (segment.offsets or run):
+                    self._flush_run(segment, run, run_offsets, size)
+                    self._create_segment(number)
+                    segment = self._segments[-1]
+                    size = segment.size
+                    run, run_offsets = [], []
+                run_offsets.append(size)
+                run.append(frame)
+                size += len(frame)
+                number += 1
         self._flush_run(segment, run, run_offsets, size)
 
     def _flush_run(
@@ -642,7 +687,7 @@ class RecordLog:
             self._durable_count += len(run)
             self._durable_changed.notify_all()
 
-    def _fail(self, batch: list[tuple[AppendHandle, bytes]], cause: BaseException) -> None:
+    def _fail(self, batch: list[_PendingAppend], cause: BaseException) -> None:
         failure = RecordLogFailedError(
             f"record log {self.directory} failed and accepts no more records: {cause!r}"
         )
@@ -650,15 +695,13 @@ class RecordLog:
         logger.error("%s", failure)
         with self._lock:
             self._failure = failure
-            doomed = [handle for handle, _ in batch if not handle.done()]
-            doomed += [handle for handle, _ in self._pending]
+            doomed = batch + self._pending
             self._pending = []
             self._durable_changed.notify_all()
-        for handle in doomed:
-            if handle.record_number >= self._durable_count:
-                handle.set_exception(failure)
-            else:
-                handle.set_result(handle.record_number)
+        for pending in doomed:
+            # Records of an earlier run of this batch may have been made durable already.
+            durable = pending.first + len(pending.frames) <= self._durable_count
+            pending.complete(None if durable else failure)
 
     # ---- reading ------------------------------------------------------------------------
 

@@ -386,3 +386,31 @@ def test_concurrent_appenders_get_dense_numbers_and_their_own_payloads(tmp_path:
             thread.join()
         assert sorted(results) == list(range(400))
         assert all(log.read(number) == payload for number, payload in results.items())
+
+
+def test_append_batch_reports_durability_once_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reports: list[tuple[int, int, object]] = []
+    done = threading.Event()
+
+    def on_done(first: int, count: int, error: object) -> None:
+        reports.append((first, count, error))
+        done.set()
+
+    with RecordLog.open(tmp_path) as log:
+        log.append_and_wait(b"zero")
+        assert log.append_batch([b"one", b"two", b"three"], on_done) == 1
+        assert done.wait(5)
+        assert reports == [(1, 3, None)]
+        assert [log.read(number) for number in (1, 2, 3)] == [b"one", b"two", b"three"]
+        done.clear()
+
+        def failing_fsync(fd: int) -> None:
+            raise OSError(errno.EIO, "simulated")
+
+        monkeypatch.setattr(os, "fsync", failing_fsync)
+        log.append_batch([b"four"], on_done)
+        assert done.wait(5)
+        first, count, error = reports[-1]
+        assert (first, count) == (4, 1) and isinstance(error, RecordLogFailedError)
