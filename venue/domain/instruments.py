@@ -30,6 +30,9 @@ so that no edge price is ever outside the exact band: lower = ceil(ref * (1 - pc
 tick; upper = floor(ref * (1 + pct)). Both edges are inside the band (inclusive). A market order
 becomes a limit order at the far edge: a buy at the upper edge, a sell at the lower edge.
 
+Coupon period: ``accrual_start < next_coupon_date <= maturity_date``, and the period is at most
+two regular periods long (``2 x 12 / coupon_frequency`` months: a long first coupon at most).
+
 Quantities: a valid quantity is ``>= min_qty``, a whole multiple of ``qty_increment`` and at most
 ``money.MAX_QTY``; listing requires ``min_qty`` to be a multiple of ``qty_increment``.
 
@@ -268,6 +271,15 @@ class Instrument:
             raise VenueError(
                 ErrorCode.BAD_DATE,
                 "dates must satisfy accrual_start < next_coupon_date <= maturity_date",
+                field="next_coupon_date",
+            )
+        regular_months = 12 // self.coupon_frequency
+        if self.next_coupon_date > add_months(self.accrual_start, 2 * regular_months):
+            # a long first coupon spans at most two regular periods; longer is a data error
+            raise VenueError(
+                ErrorCode.BAD_DATE,
+                "the coupon period accrual_start..next_coupon_date is longer than two regular "
+                f"periods of {regular_months} months",
                 field="next_coupon_date",
             )
         _check_range(self.tick_size, 1, PRICE_SCALE, "tick_size", ErrorCode.BAD_REFERENCE_DATA)

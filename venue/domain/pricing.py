@@ -101,6 +101,9 @@ from venue.domain.participants import Segment
 from venue.errors import ErrorCode, VenueError
 
 ACCRUED_SCALE = 10**10  # accrued is an integer count of 1e-10 per 100 face
+# The largest accrued a valid instrument can reach: a 100 % coupon over a period of at most two
+# years (two annual periods) under ACT/360 is below 2.04 per 1 of face, i.e. 204 per 100.
+MAX_ACCRUED = 300 * ACCRUED_SCALE
 PPM = 1_000_000  # fee rates are parts per million of the settlement amount; 1 bp = 100 ppm
 MAX_FEE_PPM = 10_000  # 1 %: any larger fee or rebate rate is refused
 ROUNDING_ALLOWANCE_FEN_PER_UNIT = 2  # see "Buy reservations" in the module docstring
@@ -221,7 +224,7 @@ def settlement_amount_fen(
     """Rule 2: the settlement amount in fen, rounded once, half up."""
     _check_int(price_ticks, "price_ticks", 1, instrument.max_price_ticks)
     _check_int(qty, "qty", 1, MAX_QTY)
-    _check_int(accrued, "accrued", 0, 100 * ACCRUED_SCALE)
+    _check_int(accrued, "accrued", 0, MAX_ACCRUED)
     return round_half_away_from_zero(qty * _exact_amount_per_unit(instrument, price_ticks, accrued))
 
 
@@ -413,7 +416,7 @@ def buy_cost_per_unit_upper(
     the buyer segment's larger fee rate (at least 0). See "Buy reservations" above.
     """
     _check_int(limit_ticks, "limit_ticks", 1, instrument.max_price_ticks)
-    _check_int(accrued_upper, "accrued_upper", 0, 100 * ACCRUED_SCALE)
+    _check_int(accrued_upper, "accrued_upper", 0, MAX_ACCRUED)
     rates = fees.for_segment(segment)
     rate_upper = max(rates.maker_ppm, rates.taker_ppm, 0)
     per_unit = _exact_amount_per_unit(instrument, limit_ticks, accrued_upper)

@@ -92,6 +92,8 @@ def test_wire_round_trip_is_exact() -> None:
         ({"accrual_start": "2026-02-30"}, "validation.bad_date"),
         ({"next_coupon_date": "2026-08-15"}, "validation.bad_date"),  # not after accrual start
         ({"maturity_date": "2027-02-14"}, "validation.bad_date"),  # before the next coupon
+        # semiannual: a period longer than two regular periods (12 months) is a data error
+        ({"accrual_start": "2026-02-14"}, "validation.bad_date"),
         ({"tick_size": "0"}, "validation.bad_reference_data"),
         ({"tick_size": "0.000000001"}, "validation.bad_reference_data"),
         ({"tick_size": "1.01"}, "validation.absurd_value"),
@@ -111,6 +113,10 @@ def test_wire_round_trip_is_exact() -> None:
 )
 def test_every_bad_field_is_refused_with_its_code(overrides: dict, code: str) -> None:
     assert listing_code(**overrides) == code
+
+
+def test_a_long_first_coupon_of_up_to_two_periods_is_accepted() -> None:
+    assert make_instrument(accrual_start="2026-02-15").accrual_start == date(2026, 2, 15)
 
 
 def test_from_wire_needs_an_object() -> None:
