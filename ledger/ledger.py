@@ -1,0 +1,921 @@
+"""The Ledger: the venue's tamper-evident book of record, one signed block per event.
+
+What it does
+------------
+``Ledger.append(kind, payload, deltas)`` builds the next block (height, previous block hash,
+timestamp, signing key id), checks it completely *before* anything is written -- payload schema,
+conservation and DvP (``ledger.block.validate_block``), no duplicate trade id, no balance going
+negative -- and refuses a bad block with :class:`LedgerRefusedError` (a stable ``code``), changing
+nothing. An accepted block is encoded, hashed, appended to the Merkle tree, applied to the
+balances, signed, and written to a group-committed :class:`~ledger.recordlog.RecordLog`. The
+returned :class:`BlockHandle` completes only once the block is durable: report a fill to anyone
+only after that.
+
+On disk, inside ``directory`` (the venue uses ``<data_dir>/ledger``)::
+
+    blocks/        record log: record number == block height; record == encoding || signature
+    checkpoints/   record log: one signed C2SP checkpoint note (UTF-8) per record, sizes rising
+
+Pipeline (why there are threads)
+--------------------------------
+Ed25519 signing costs about as much as all the Python work of a block together. Three stages
+overlap: the caller's thread builds, validates, encodes and hashes (it must: the next block needs
+this block's hash, and refusals must be synchronous); a *signing* stage signs hashes in batches;
+the record log's writer thread does one write + one fsync per batch. The signing stage is either
+
+- ``signer="process"`` (default): a child Python process holding the key, fed batches of 32-byte
+  hashes over a pipe. It has its own interpreter and so truly uses the second core; a signing
+  *thread* would too in principle (``sign`` releases the GIL) but must re-take the GIL after
+  every signature while the caller's thread holds it, and measured that convoy halves its rate.
+- ``signer="thread"``: sign in the forwarding thread; no child process (fast to open, for tests
+  and small tools).
+
+Checkpoints
+-----------
+A checkpointer thread issues a signed checkpoint when ``checkpoint_every_blocks`` new blocks are
+durable, or ``checkpoint_every_ms`` after the oldest uncovered durable block, whichever is first;
+a checkpoint only ever covers blocks that are already durable, and is itself durable before
+:meth:`Ledger.checkpoint` returns it. A checkpoint of size ``n`` is signed by the key in force for
+block ``n`` (the key that signs the block after the last one it covers).
+
+Opening
+-------
+Opening rebuilds balances, the Merkle tree, the trade index and the key in force by one scan:
+record checksums (``RecordLog``), strict block decoding, heights and hash links -- but *no*
+signature checks (``venue-audit verify`` does those, on all cores), so that a restart with
+100,000 fill blocks takes seconds. The newest stored checkpoint must match the rebuilt tree; if
+crash recovery cut blocks a checkpoint covered, the ledger refuses to open.
+
+A failed write, fsync or signer is fatal: the ledger refuses every later append (reopen it).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import subprocess
+import sys
+import threading
+import time
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger import block as blocks
+from ledger.block import Block, BlockError, Delta, SignedBlock, decode_signed_block
+from ledger.checkpoint import CheckpointError, make_checkpoint, parse_checkpoint, sign_checkpoint
+from ledger.hasher import leaf_hash
+from ledger.keys import key_id, public_key_bytes, public_key_to_text
+from ledger.proof import MerkleTree, ProofError
+from ledger.recordlog import (
+    DEFAULT_SEGMENT_MAX_BYTES,
+    AppendHandle,
+    RecordLog,
+    RecordLogCorruptError,
+    RecordLogError,
+)
+
+__all__ = [
+    "BLOCKS_DIRECTORY",
+    "CHECKPOINTS_DIRECTORY",
+    "DEFAULT_ORIGIN",
+    "BlockHandle",
+    "Ledger",
+    "LedgerClosedError",
+    "LedgerCorruptError",
+    "LedgerError",
+    "LedgerFailedError",
+    "LedgerRefusedError",
+]
+
+logger = logging.getLogger(__name__)
+
+BLOCKS_DIRECTORY = "blocks"
+CHECKPOINTS_DIRECTORY = "checkpoints"
+DEFAULT_ORIGIN = "abs-venue.example/ledger"
+# At most this many hashes per message to the signing process, and at most two messages in
+# flight: 2 x 512 x 64 bytes of signatures fit in the default 64 KiB pipe buffer, so neither side
+# can block the other into a deadlock.
+SIGN_BATCH_LIMIT = 512
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class LedgerError(Exception):
+    """Base of ledger errors; ``code`` is stable and machine-readable."""
+
+    code = "ledger.error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class LedgerRefusedError(LedgerError):
+    """A block was refused before anything was written; the ledger is unchanged.
+
+    ``code`` is ``ledger.<reason>`` (e.g. ``ledger.negative_balance``, ``ledger.not_conserved``,
+    ``ledger.not_dvp``, ``ledger.bad_field``, ``ledger.bad_payload``, ``ledger.duplicate_trade``,
+    ``ledger.bad_kind``); ``block_code`` keeps the ``block.*`` code when the rule is block.py's.
+    """
+
+    code = "ledger.refused"
+
+    def __init__(self, message: str, code: str, block_code: str | None = None) -> None:
+        super().__init__(message, code)
+        self.block_code = block_code
+
+    @classmethod
+    def from_block_error(cls, error: BlockError) -> LedgerRefusedError:
+        reason = error.code.split(".", 1)[-1]
+        return cls(error.message, f"ledger.{reason}", error.code)
+
+
+class LedgerCorruptError(LedgerError):
+    """The stored ledger is damaged (not a torn tail); it is refused, never repaired.
+
+    ``path``/``offset`` locate the damage when the record log found it; ``height`` names the
+    block.
+    """
+
+    code = "ledger.corrupt"
+
+    def __init__(
+        self, message: str, height: int, path: str | None = None, offset: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.height = height
+        self.path = path
+        self.offset = offset
+
+    @classmethod
+    def from_record_log(cls, error: RecordLogCorruptError) -> LedgerCorruptError:
+        """The block log's record number is the block height."""
+        return cls(
+            f"block {error.record_number}: {error}", error.record_number, error.path, error.offset
+        )
+
+
+class LedgerFailedError(LedgerError):
+    """A write, fsync or the signer failed; the ledger accepts nothing more until reopened."""
+
+    code = "ledger.write_failed"
+
+
+class LedgerClosedError(LedgerError):
+    """The ledger was closed."""
+
+    code = "ledger.closed"
+
+
+class BlockHandle(AppendHandle):
+    """Completes (result: the height) once the block is durable; ``height`` is known at once.
+
+    A ``concurrent.futures.Future``: ``result(timeout)`` from threads,
+    ``asyncio.wrap_future(handle)`` from asyncio. Fails with :class:`LedgerFailedError`.
+    """
+
+    @property
+    def height(self) -> int:
+        return self.record_number
+
+
+# --------------------------------------------------------------------------------------------
+# Signing stage
+
+
+# The signing child imports only ``cryptography``; it reads the key from its stdin (never argv
+# or a file), then answers b"S" + u32 count + count x 32-byte hashes with count x 64-byte
+# signatures; b"K" + 32 raw bytes replaces the key. EOF (the parent closed or died) ends it.
+_SIGNER_CHILD_CODE = r"""
+import sys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+source, sink = sys.stdin.buffer, sys.stdout.buffer
+def read_exactly(count):
+    data = source.read(count)
+    if data is None or len(data) != count:
+        raise SystemExit(0)
+    return data
+key = None
+while True:
+    command = source.read(1)
+    if not command:
+        break
+    if command == b"K":
+        key = Ed25519PrivateKey.from_private_bytes(read_exactly(32))
+    elif command == b"S":
+        count = int.from_bytes(read_exactly(4), "little")
+        hashes = read_exactly(32 * count)
+        sign = key.sign
+        sink.write(b"".join([sign(hashes[i : i + 32]) for i in range(0, 32 * count, 32)]))
+        sink.flush()
+    else:
+        raise SystemExit(2)
+"""
+
+
+def _raw_private_key(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.Raw,
+        serialization.PrivateFormat.Raw,
+        serialization.NoEncryption(),
+    )
+
+
+class _ThreadSigner:
+    """Signs in the calling (forwarding) thread; ``sign`` releases the GIL while it runs."""
+
+    def __init__(self) -> None:
+        self._submitted: list[tuple[Ed25519PrivateKey, list[bytes]]] = []
+
+    def submit(self, key: Ed25519PrivateKey, hashes: list[bytes]) -> None:
+        self._submitted.append((key, hashes))
+
+    def collect(self) -> list[bytes]:
+        key, hashes = self._submitted.pop(0)
+        sign = key.sign
+        return [sign(block_hash) for block_hash in hashes]
+
+    def close(self) -> None:
+        self._submitted.clear()
+
+
+class _ProcessSigner:
+    """Signs in a child process; ``submit`` sends a batch, ``collect`` reads the oldest back."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", "-c", _SIGNER_CHILD_CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
+        self._key: Ed25519PrivateKey | None = None
+        self._counts: list[int] = []
+
+    def submit(self, key: Ed25519PrivateKey, hashes: list[bytes]) -> None:
+        assert self._process.stdin is not None
+        message = []
+        if key is not self._key:
+            message.append(b"K" + _raw_private_key(key))
+            self._key = key
+        message.append(b"S" + struct.pack("<I", len(hashes)))
+        message.extend(hashes)
+        self._process.stdin.write(b"".join(message))
+        self._counts.append(len(hashes))
+
+    def collect(self) -> list[bytes]:
+        assert self._process.stdout is not None
+        count = self._counts.pop(0)
+        wanted = 64 * count
+        chunks, received = [], 0
+        while received < wanted:
+            chunk = self._process.stdout.read(wanted - received)
+            if not chunk:
+                raise OSError(f"signing process ended (exit status {self._process.poll()})")
+            chunks.append(chunk)
+            received += len(chunk)
+        data = b"".join(chunks)
+        return [data[i : i + 64] for i in range(0, wanted, 64)]
+
+    def close(self) -> None:
+        for stream in (self._process.stdin, self._process.stdout):
+            if stream is not None:
+                stream.close()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+# --------------------------------------------------------------------------------------------
+# The ledger
+
+
+class Ledger:
+    """An open ledger. Create with :meth:`Ledger.open`; thread-safe."""
+
+    def __init__(self) -> None:
+        """Private: use :meth:`Ledger.open`."""
+        self._lock = threading.RLock()
+        self._blocks: RecordLog
+        self._checkpoints: RecordLog
+        self.directory = Path()
+        self.origin = DEFAULT_ORIGIN
+        self.checkpoint_every_blocks = 0
+        self.checkpoint_every_ms = 0
+        self._tree = MerkleTree()
+        self._balances: dict[tuple[str, str], int] = {}
+        self._trade_heights: dict[str, int] = {}
+        self._last_hash = blocks.GENESIS_PREV_HASH
+        self._last_timestamp_ns = 0
+        # (first height signed by the key, private key or None if not held), height order
+        self._key_starts: list[int] = []
+        self._key_history: list[Ed25519PrivateKey | None] = []
+        self._signing_key: Ed25519PrivateKey
+        self._signing_key_id = ""
+        self._failure: LedgerFailedError | None = None
+        self._closed = False
+        self._last_handle: BlockHandle | None = None
+        # forwarding stage
+        self._forward_ready = threading.Condition(threading.Lock())
+        self._to_sign: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] = []
+        self._forwarder: threading.Thread | None = None
+        self._signer: _ThreadSigner | _ProcessSigner | None = None
+        # checkpoints
+        self._checkpoint_lock = threading.Lock()
+        self._checkpoint_wakeup = threading.Condition(threading.Lock())
+        self._checkpointer: threading.Thread | None = None
+        self._latest_checkpoint: str | None = None
+        self._covered_size = 0
+        self._oldest_uncovered_ns: int | None = None
+
+    # ---- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | Path,
+        signing_key: Ed25519PrivateKey,
+        *,
+        checkpoint_every_blocks: int = 1000,
+        checkpoint_every_ms: int = 1000,
+        origin: str = DEFAULT_ORIGIN,
+        venue: str = "ABS Venue",
+        signer: str = "process",
+        segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
+    ) -> Ledger:
+        """Open the ledger in ``directory``, creating it with a genesis block if it is new.
+
+        ``signing_key`` must be the key in force (the genesis key, or the newest rotated-in
+        key). Raises :class:`LedgerCorruptError` for damage, ``LedgerError`` with code
+        ``ledger.wrong_signing_key`` for the wrong key, ``RecordLogLockedError`` if it is open
+        elsewhere.
+        """
+        if checkpoint_every_blocks < 1 or checkpoint_every_ms < 1:
+            raise ValueError("checkpoint intervals must be positive")
+        if signer not in ("process", "thread"):
+            raise ValueError(f"signer must be 'process' or 'thread', not {signer!r}")
+        ledger = cls()
+        ledger.directory = Path(directory)
+        ledger.origin = origin
+        ledger.checkpoint_every_blocks = checkpoint_every_blocks
+        ledger.checkpoint_every_ms = checkpoint_every_ms
+        ledger.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            ledger._blocks = RecordLog.open(
+                ledger.directory / BLOCKS_DIRECTORY, segment_max_bytes=segment_max_bytes
+            )
+        except RecordLogCorruptError as error:
+            raise LedgerCorruptError.from_record_log(error) from error
+        try:
+            ledger._checkpoints = RecordLog.open(ledger.directory / CHECKPOINTS_DIRECTORY)
+        except BaseException:
+            ledger._blocks.close()
+            raise
+        try:
+            ledger._rebuild()
+            if ledger._tree.size == 0:
+                ledger._write_genesis(signing_key, venue)
+            ledger._adopt_signing_key(signing_key)
+            ledger._load_latest_checkpoint()
+            ledger._signer = _ProcessSigner() if signer == "process" else _ThreadSigner()
+        except BaseException:
+            ledger._blocks.close()
+            ledger._checkpoints.close()
+            raise
+        ledger._start_threads()
+        return ledger
+
+    def _rebuild(self) -> None:
+        """One pass over the durable blocks: links, balances, tree, trade index, keys."""
+        previous: SignedBlock | None = None
+        public_key = None
+        tree, balances, trades = self._tree, self._balances, self._trade_heights
+        try:
+            for height, record in self._blocks.records():
+                try:
+                    signed = decode_signed_block(record)
+                    block = signed.block
+                    if block.height != height:
+                        raise BlockError("block.bad_height", f"block says height {block.height}")
+                    blocks.validate_successor(previous, block)
+                    blocks.check_signing_key(block, public_key)
+                    blocks.apply_deltas(balances, block.deltas)
+                    public_key = blocks.next_signing_key(block, public_key)
+                except BlockError as error:
+                    raise LedgerCorruptError(f"block {height}: {error}", height) from error
+                if block.kind == "fill":
+                    trades[block.payload["trade_id"]] = height
+                if block.kind in ("genesis", "key_rotation"):
+                    self._key_starts.append(height + 1)
+                    self._key_history.append(None)
+                tree.append(leaf_hash(signed.block_hash))
+                self._last_timestamp_ns = max(self._last_timestamp_ns, block.timestamp_ns)
+                previous = signed
+        except RecordLogCorruptError as error:
+            raise LedgerCorruptError.from_record_log(error) from error
+        if previous is not None:
+            self._last_hash = previous.block_hash
+
+    def _write_genesis(self, signing_key: Ed25519PrivateKey, venue: str) -> None:
+        payload = {
+            "venue": venue,
+            "origin": self.origin,
+            "public_key": public_key_to_text(signing_key),
+            "params": {
+                "checkpoint_every_blocks": self.checkpoint_every_blocks,
+                "checkpoint_every_ms": self.checkpoint_every_ms,
+            },
+        }
+        block = Block(
+            0, blocks.GENESIS_PREV_HASH, time.time_ns(), "genesis", key_id(signing_key), payload, ()
+        )
+        blocks.validate_block(block)
+        signed = blocks.Signer(signing_key).sign(block)
+        self._blocks.append_and_wait(signed.to_bytes())
+        self._tree.append(signed.leaf_hash)
+        self._last_hash = signed.block_hash
+        self._last_timestamp_ns = block.timestamp_ns
+        self._key_starts.append(1)
+        self._key_history.append(signing_key)
+
+    def _adopt_signing_key(self, signing_key: Ed25519PrivateKey) -> None:
+        """Check ``signing_key`` is the key in force and remember it."""
+        in_force = self._key_in_force_public_bytes()
+        if public_key_bytes(signing_key) != in_force:
+            raise LedgerError(
+                f"signing key {key_id(signing_key)} is not the key in force {key_id(in_force)}",
+                "ledger.wrong_signing_key",
+            )
+        self._key_history[-1] = signing_key
+        self._signing_key = signing_key
+        self._signing_key_id = key_id(signing_key)
+
+    def _key_in_force_public_bytes(self) -> bytes:
+        last_key_block = self._key_starts[-1] - 1
+        block = decode_signed_block(self._blocks.read(last_key_block)).block
+        field = "public_key" if block.kind == "genesis" else "new_public_key"
+        return bytes.fromhex(block.payload[field])
+
+    def _load_latest_checkpoint(self) -> None:
+        """Adopt the newest stored checkpoint; it must match the rebuilt tree."""
+        count = self._checkpoints.durable_count
+        if count == 0:
+            return
+        note = self._checkpoints.read(count - 1).decode("utf-8")
+        try:
+            checkpoint, _ = parse_checkpoint(note)
+        except CheckpointError as error:
+            raise LedgerCorruptError(f"latest checkpoint unreadable: {error}", count - 1) from error
+        if checkpoint.size > self._tree.size:
+            raise LedgerCorruptError(
+                f"checkpoint covers {checkpoint.size} blocks but only {self._tree.size} remain: "
+                "durable blocks were lost",
+                self._tree.size,
+            )
+        if checkpoint.origin != self.origin or checkpoint.root_hash != self._tree.root(
+            checkpoint.size
+        ):
+            raise LedgerCorruptError(
+                f"checkpoint of size {checkpoint.size} does not match the blocks",
+                checkpoint.size - 1,
+            )
+        self._latest_checkpoint = note
+        self._covered_size = checkpoint.size
+
+    def _start_threads(self) -> None:
+        self._forwarder = threading.Thread(
+            target=self._forward_loop, name="ledger-forwarder", daemon=True
+        )
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="ledger-checkpointer", daemon=True
+        )
+        self._forwarder.start()
+        self._checkpointer.start()
+
+    # ---- state --------------------------------------------------------------------------
+
+    @property
+    def height(self) -> int:
+        """Height of the newest appended block (durable or not); genesis is 0."""
+        return self._tree.size - 1
+
+    @property
+    def durable_count(self) -> int:
+        """Number of blocks (heights ``0 .. durable_count - 1``) that are durable."""
+        return self._blocks.durable_count
+
+    @property
+    def signing_key_id(self) -> str:
+        """Key id of the key that signs the next block."""
+        return self._signing_key_id
+
+    def balance(self, account: str, asset: str) -> int:
+        """Balance of ``account`` in ``asset`` after every appended block (0 if never touched)."""
+        return self._balances.get((account, asset), 0)
+
+    def balances(self) -> dict[tuple[str, str], int]:
+        """A copy of every non-zero-history balance, keyed by (account, asset)."""
+        with self._lock:
+            return dict(self._balances)
+
+    def find_fill(self, trade_id: str) -> int | None:
+        """Height of the fill block for ``trade_id``, or None."""
+        return self._trade_heights.get(trade_id)
+
+    def block(self, height: int) -> SignedBlock:
+        """The durable block at ``height`` (decoded, signature not re-verified)."""
+        try:
+            record = self._blocks.read(height)
+        except RecordLogError as error:
+            message = f"no durable block at height {height}"
+            raise LedgerError(message, "ledger.no_such_block") from error
+        return decode_signed_block(record)
+
+    # ---- appending ----------------------------------------------------------------------
+
+    def append(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        deltas: Iterable[tuple[str, str, int] | Delta] | None = None,
+    ) -> BlockHandle:
+        """Check, sign and durably append one block; return its handle at once.
+
+        ``deltas`` are (account, asset, amount) triples or ``Delta``s; ``None`` means "derived
+        from the payload" for fills, deposits and withdrawals and "none" for other kinds.
+        Genesis and key rotations are not appended here (see :meth:`rotate_key`).
+        Raises :class:`LedgerRefusedError` (nothing changed), :class:`LedgerFailedError`,
+        :class:`LedgerClosedError`.
+        """
+        if kind in ("genesis", "key_rotation"):
+            raise LedgerRefusedError(
+                f"{kind} blocks are written by the ledger itself", "ledger.bad_kind"
+            )
+        with self._lock:
+            return self._append_locked(kind, dict(payload), deltas)
+
+    def _append_locked(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        deltas: Iterable[tuple[str, str, int] | Delta] | None,
+    ) -> BlockHandle:
+        self._check_open()
+        try:
+            canonical = self._canonical_deltas(kind, payload, deltas)
+            height = self._tree.size
+            timestamp_ns = max(time.time_ns(), self._last_timestamp_ns)
+            block = Block(
+                height,
+                self._last_hash,
+                timestamp_ns,
+                kind,
+                self._signing_key_id,
+                payload,
+                canonical,
+            )
+            blocks.validate_block(block)
+            encoded = blocks.encode_block(block)
+            trade_id = payload.get("trade_id") if kind == "fill" else None
+            if trade_id is not None and trade_id in self._trade_heights:
+                raise LedgerRefusedError(
+                    f"trade {trade_id} is already in block {self._trade_heights[trade_id]}",
+                    "ledger.duplicate_trade",
+                )
+            blocks.apply_deltas(self._balances, canonical)  # last check; applies if it passes
+        except BlockError as error:
+            raise LedgerRefusedError.from_block_error(error) from None
+        # Accepted: from here on nothing can refuse the block.
+        block_hash = sha256(encoded).digest()
+        if trade_id is not None:
+            self._trade_heights[trade_id] = height
+        self._tree.append(leaf_hash(block_hash))
+        self._last_hash = block_hash
+        self._last_timestamp_ns = timestamp_ns
+        return self._enqueue(height, encoded, block_hash)
+
+    def _enqueue(self, height: int, encoded: bytes, block_hash: bytes) -> BlockHandle:
+        """Hand an accepted block to the signing stage (caller holds ``_lock``)."""
+        handle = BlockHandle(height)
+        with self._forward_ready:
+            self._to_sign.append((handle, encoded, block_hash, self._signing_key))
+            self._forward_ready.notify()
+        self._last_handle = handle
+        return handle
+
+    @staticmethod
+    def _canonical_deltas(
+        kind: str,
+        payload: dict[str, Any],
+        deltas: Iterable[tuple[str, str, int] | Delta] | None,
+    ) -> tuple[Delta, ...]:
+        if deltas is None:
+            try:
+                if kind == "fill":
+                    return blocks.fill_deltas(payload)
+                if kind == "deposit":
+                    return blocks.deposit_deltas(
+                        payload["account"], payload["asset"], payload["amount"], payload["source"]
+                    )
+                if kind == "withdrawal":
+                    return blocks.withdrawal_deltas(
+                        payload["account"],
+                        payload["asset"],
+                        payload["amount"],
+                        payload["destination"],
+                    )
+            except (KeyError, TypeError):
+                pass  # malformed payload: validate_block names the bad field
+            return ()
+        triples = []
+        for delta in deltas:
+            if isinstance(delta, Delta):
+                triples.append((delta.account, delta.asset, delta.amount))
+            else:
+                account, asset, amount = delta
+                if type(amount) is not int:
+                    raise BlockError("block.bad_field", f"delta amount {amount!r} is not an int")
+                triples.append((account, asset, amount))
+        try:
+            return blocks.make_deltas(triples)
+        except TypeError as error:
+            raise BlockError("block.bad_field", f"bad delta: {error}") from None
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._closed:
+            raise LedgerClosedError(f"ledger {self.directory} is closed")
+
+    def rotate_key(self, new_key: Ed25519PrivateKey, reason: str | None = None) -> BlockHandle:
+        """Append a key rotation signed by the current key; later blocks use ``new_key``.
+
+        Returns once the rotation block is durable (its handle is already complete).
+        """
+        payload: dict[str, Any] = {"new_public_key": public_key_to_text(new_key)}
+        if reason is not None:
+            payload["reason"] = reason
+        with self._lock:
+            self._check_open()
+            height = self._tree.size
+            block = Block(
+                height,
+                self._last_hash,
+                max(time.time_ns(), self._last_timestamp_ns),
+                "key_rotation",
+                self._signing_key_id,
+                payload,
+                (),
+            )
+            try:
+                blocks.validate_block(block)
+                if public_key_bytes(new_key) == public_key_bytes(self._signing_key):
+                    raise BlockError("block.bad_field", "key rotation must introduce a new key")
+            except BlockError as error:
+                raise LedgerRefusedError.from_block_error(error) from None
+            encoded = blocks.encode_block(block)
+            block_hash = sha256(encoded).digest()
+            self._tree.append(leaf_hash(block_hash))
+            self._last_hash = block_hash
+            self._last_timestamp_ns = block.timestamp_ns
+            handle = self._enqueue(height, encoded, block_hash)
+            self._key_starts.append(height + 1)
+            self._key_history.append(new_key)
+            self._signing_key = new_key
+            self._signing_key_id = key_id(new_key)
+        self._wait_handle(handle)
+        return handle
+
+    def _wait_handle(self, handle: BlockHandle) -> None:
+        error = handle.exception()
+        if error is not None:
+            raise error
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every block appended so far is durable (or raise the failure).
+
+        Handles complete in height order, so waiting for the newest one is enough.
+        """
+        with self._lock:
+            handle = self._last_handle
+        if handle is not None:
+            error = handle.exception(timeout)
+            if error is not None:
+                raise error
+
+    # ---- the forwarding stage: sign, then hand to the record log ---------------------------
+
+    def _forward_loop(self) -> None:
+        assert self._signer is not None
+        in_flight: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] | None = None
+        try:
+            while True:
+                with self._forward_ready:
+                    while not self._to_sign and in_flight is None and not self._closed:
+                        self._forward_ready.wait()
+                    if not self._to_sign and in_flight is None:
+                        return
+                    batch = self._take_sign_batch()
+                if batch:
+                    self._signer.submit(batch[0][3], [entry[2] for entry in batch])
+                if in_flight is not None:
+                    self._hand_to_log(in_flight, self._signer.collect())
+                in_flight = batch or None
+        except BaseException as error:
+            self._fail(error)
+            with self._forward_ready:
+                doomed = [entry[0] for entry in self._to_sign]
+                self._to_sign = []
+            for entry in in_flight or ():
+                doomed.append(entry[0])
+            assert self._failure is not None
+            for handle in doomed:
+                if not handle.done():
+                    handle.set_exception(self._failure)
+
+    def _take_sign_batch(self) -> list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]]:
+        """Up to ``SIGN_BATCH_LIMIT`` queued blocks that share one signing key."""
+        queue = self._to_sign
+        if not queue:
+            return []
+        key = queue[0][3]
+        end = 1
+        limit = min(len(queue), SIGN_BATCH_LIMIT)
+        while end < limit and queue[end][3] is key:
+            end += 1
+        batch = queue[:end]
+        del queue[:end]
+        return batch
+
+    def _hand_to_log(
+        self,
+        batch: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]],
+        signatures: list[bytes],
+    ) -> None:
+        records = [entry[1] + signature for entry, signature in zip(batch, signatures, strict=True)]
+        handles = [entry[0] for entry in batch]
+        first = self._blocks.append_batch(
+            records, lambda _first, _count, error: self._on_durable(handles, error)
+        )
+        if first != handles[0].height:
+            raise LedgerError("record numbers and heights diverged", "ledger.internal")
+
+    def _on_durable(self, handles: list[BlockHandle], error: BaseException | None) -> None:
+        """Runs in the record log's writer thread once a signed batch is durable (or failed)."""
+        if error is not None:
+            self._fail(error)
+            for handle in handles:
+                handle.set_exception(self._failure)
+            return
+        for handle in handles:
+            handle.set_result(handle.record_number)
+        with self._checkpoint_wakeup:
+            if self._oldest_uncovered_ns is None:
+                self._oldest_uncovered_ns = time.monotonic_ns()
+            if self._blocks.durable_count - self._covered_size >= self.checkpoint_every_blocks:
+                self._checkpoint_wakeup.notify()
+
+    def _fail(self, cause: BaseException) -> None:
+        if self._failure is None:
+            failure = LedgerFailedError(f"ledger {self.directory} failed: {cause!r}")
+            failure.__cause__ = cause
+            self._failure = failure
+            logger.error("%s", failure)
+
+    # ---- checkpoints --------------------------------------------------------------------
+
+    def _checkpoint_loop(self) -> None:
+        interval_ns = self.checkpoint_every_ms * 1_000_000
+        while True:
+            with self._checkpoint_wakeup:
+                oldest = self._oldest_uncovered_ns
+                if oldest is None:
+                    timeout = self.checkpoint_every_ms / 1000
+                else:
+                    timeout = max(0.0, (oldest + interval_ns - time.monotonic_ns()) / 1e9)
+                due_by_count = (
+                    self._blocks.durable_count - self._covered_size >= self.checkpoint_every_blocks
+                )
+                if not due_by_count and not self._closed:
+                    self._checkpoint_wakeup.wait(timeout)
+                if self._closed:
+                    return
+                oldest = self._oldest_uncovered_ns
+                due_by_time = oldest is not None and time.monotonic_ns() >= oldest + interval_ns
+                due_by_count = (
+                    self._blocks.durable_count - self._covered_size >= self.checkpoint_every_blocks
+                )
+            if (due_by_time or due_by_count) and self._failure is None:
+                try:
+                    self._issue_checkpoint_now()
+                except BaseException as error:
+                    self._fail(error)
+                    return
+
+    def _issue_checkpoint_now(self) -> str | None:
+        """Sign and durably store a checkpoint covering every durable block; return it."""
+        with self._checkpoint_lock:
+            with self._lock:
+                size = self._blocks.durable_count
+                if size <= self._covered_size:
+                    return self._latest_checkpoint
+                root = self._tree.root(size)
+                key = self._key_history[bisect_right(self._key_starts, size) - 1]
+            if key is None:  # only possible for sizes older than the key we were opened with
+                raise LedgerError(f"no private key for tree size {size}", "ledger.internal")
+            checkpoint = make_checkpoint(self.origin, size, root, time.time_ns())
+            note = sign_checkpoint(checkpoint, key)
+            self._checkpoints.append_and_wait(note.encode("utf-8"))
+            with self._checkpoint_wakeup:
+                self._latest_checkpoint = note
+                self._covered_size = size
+                if self._blocks.durable_count > size:
+                    self._oldest_uncovered_ns = time.monotonic_ns()
+                else:
+                    self._oldest_uncovered_ns = None
+            return note
+
+    def checkpoint(self) -> str | None:
+        """The newest durable signed checkpoint note (C2SP text), or None before the first."""
+        return self._latest_checkpoint
+
+    def issue_checkpoint(self) -> str:
+        """Make every appended block durable, then sign and store a checkpoint covering them."""
+        self._check_open()
+        self.flush()
+        note = self._issue_checkpoint_now()
+        assert note is not None
+        return note
+
+    # ---- proofs and receipts ------------------------------------------------------------
+
+    def _check_tree_size(self, tree_size: int) -> None:
+        if not 0 < tree_size <= self._blocks.durable_count:
+            raise LedgerError(
+                f"tree size {tree_size} is not in [1, {self._blocks.durable_count}] durable",
+                "ledger.bad_tree_size",
+            )
+
+    def inclusion_proof(self, height: int, tree_size: int) -> list[bytes]:
+        """Audit path proving block ``height`` is in the tree of ``tree_size`` durable blocks."""
+        self._check_tree_size(tree_size)
+        try:
+            return self._tree.inclusion_proof(height, tree_size)
+        except ProofError as error:
+            raise LedgerError(str(error), "ledger.bad_height") from error
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """Proof that the tree of ``old_size`` blocks is a prefix of the one of ``new_size``."""
+        self._check_tree_size(new_size)
+        try:
+            return self._tree.consistency_proof(old_size, new_size)
+        except ProofError as error:
+            raise LedgerError(str(error), "ledger.bad_tree_size") from error
+
+    def root(self, tree_size: int) -> bytes:
+        """RFC 6962 root hash of the first ``tree_size`` durable blocks."""
+        self._check_tree_size(tree_size)
+        return self._tree.root(tree_size)
+
+    # ---- closing ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Make everything appended durable, checkpoint it, stop the threads. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        with self._forward_ready:
+            self._forward_ready.notify_all()
+        if self._forwarder is not None:
+            self._forwarder.join()
+        self._blocks.close()
+        with self._checkpoint_wakeup:
+            self._checkpoint_wakeup.notify_all()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+        if self._failure is None:
+            try:
+                self._issue_checkpoint_now()
+            except (RecordLogError, LedgerError) as error:
+                logger.error("final checkpoint failed: %s", error)
+        self._checkpoints.close()
+        if self._signer is not None:
+            self._signer.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,452 @@
+"""The Ledger facade: refusals, balances, proofs, checkpoints, reopening, key rotation."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.block import verify_block_signature
+from ledger.checkpoint import parse_checkpoint, verify_checkpoint
+from ledger.hasher import leaf_hash
+from ledger.keys import generate_private_key, key_id
+from ledger.ledger import (
+    BLOCKS_DIRECTORY,
+    Ledger,
+    LedgerCorruptError,
+    LedgerError,
+    LedgerFailedError,
+    LedgerRefusedError,
+)
+from ledger.proof import verify_consistency, verify_inclusion
+from ledger.recordlog import RECORD_HEADER, LogScanner
+
+SYMBOL = "IPABS-2019-1-A"
+BUYER, SELLER = "P-MM1", "P-BR1"
+
+
+def fill_payload(
+    trade: int,
+    buyer: str = BUYER,
+    seller: str = SELLER,
+    qty: int = 10,
+    amount: int = 9_990,
+    buyer_fee: int = 5,
+    seller_fee: int = -1,
+) -> dict[str, Any]:
+    """A complete fill payload (SPEC section 3) with integer money and quantities."""
+    return {
+        "trade_id": f"T-{trade:06d}",
+        "instrument": SYMBOL,
+        "price": 998_750,
+        "qty": qty,
+        "accrued": 1_234,
+        "factor": 950_000,
+        "settlement_amount": amount,
+        "buyer_fee": buyer_fee,
+        "seller_fee": seller_fee,
+        "maker_order_id": 1_000 + trade,
+        "taker_order_id": 2_000 + trade,
+        "buyer": buyer,
+        "seller": seller,
+        "buyer_segment": "interbank",
+        "seller_segment": "exchange",
+        "aggressor": "buy",
+        "timestamp_ns": 1_700_000_000_000_000_000 + trade,
+    }
+
+
+def deposit(account: str, asset: str, amount: int) -> dict[str, Any]:
+    source = "external:bank" if asset == "CNY" else "external:issuer"
+    return {"account": account, "asset": asset, "amount": amount, "source": source}
+
+
+def withdrawal(account: str, asset: str, amount: int) -> dict[str, Any]:
+    return {"account": account, "asset": asset, "amount": amount, "destination": "external:bank"}
+
+
+def open_ledger(directory: Path, key: Ed25519PrivateKey, **options: Any) -> Ledger:
+    options.setdefault("signer", "thread")
+    options.setdefault("checkpoint_every_blocks", 10)
+    options.setdefault("checkpoint_every_ms", 50)
+    return Ledger.open(directory, key, **options)
+
+
+def seed_market(ledger: Ledger) -> None:
+    """List the instrument, admit both sides and fund them."""
+    listing = {
+        "symbol": SYMBOL,
+        "currency": "CNY",
+        "face_per_unit": 10_000,
+        "tick_size": "0.0001",
+        "pool_factor": 950_000,
+    }
+    ledger.append("instrument_listed", listing)
+    ledger.append("participant_admitted", {"participant_id": BUYER, "segment": "interbank",
+                                           "role": "market_maker"})  # fmt: skip
+    ledger.append("participant_admitted", {"participant_id": SELLER, "segment": "exchange",
+                                           "role": "broker"})  # fmt: skip
+    ledger.append("deposit", deposit(BUYER, "CNY", 1_000_000))
+    ledger.append("deposit", deposit(SELLER, SYMBOL, 1_000)).result(5)
+
+
+@pytest.fixture
+def key() -> Ed25519PrivateKey:
+    return generate_private_key()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, key: Ed25519PrivateKey):  # type: ignore[no-untyped-def]
+    opened = open_ledger(tmp_path / "ledger", key)
+    seed_market(opened)
+    yield opened
+    opened.close()
+
+
+def test_a_new_ledger_starts_with_a_genesis_block_naming_the_key(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    with open_ledger(tmp_path, key, origin="test.example/ledger") as ledger:
+        assert ledger.height == 0 and ledger.durable_count == 1
+        genesis = ledger.block(0)
+        assert genesis.block.kind == "genesis"
+        assert genesis.block.payload["origin"] == "test.example/ledger"
+        assert genesis.block.key_id == key_id(key) == ledger.signing_key_id
+        verify_block_signature(genesis, key.public_key())
+
+
+@pytest.mark.parametrize("signer", ["thread", "process"])
+def test_appended_blocks_are_durable_signed_and_linked(
+    tmp_path: Path, key: Ed25519PrivateKey, signer: str
+) -> None:
+    with open_ledger(tmp_path, key, signer=signer) as ledger:
+        seed_market(ledger)
+        handles = [ledger.append("fill", fill_payload(n)) for n in range(40)]
+        assert [handle.height for handle in handles] == list(range(6, 46))
+        assert [handle.result(5) for handle in handles] == list(range(6, 46))
+        assert ledger.durable_count == 46
+        previous = ledger.block(0)
+        for height in range(1, 46):
+            signed = ledger.block(height)
+            verify_block_signature(signed, key.public_key())
+            assert signed.block.height == height
+            assert signed.block.prev_hash == previous.block_hash
+            assert signed.block.timestamp_ns >= previous.block.timestamp_ns
+            previous = signed
+        assert ledger.find_fill("T-000007") == 13
+        assert ledger.find_fill("T-999999") is None
+
+
+def snapshot(ledger: Ledger) -> tuple[int, bytes, dict[tuple[str, str], int]]:
+    ledger.flush()
+    return ledger.height, ledger.root(ledger.height + 1), ledger.balances()
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "deltas", "code"),
+    [
+        ("withdrawal", withdrawal(BUYER, "CNY", 1_000_001), None, "ledger.negative_balance"),
+        ("fill", fill_payload(1, qty=1_001), None, "ledger.negative_balance"),
+        ("fill", fill_payload(1, amount=999_999), None, "ledger.negative_balance"),
+        (
+            "fill",
+            fill_payload(1),
+            [(BUYER, "CNY", -9_995), (SELLER, "CNY", 9_991), ("venue:fees", "CNY", 5),
+             (BUYER, SYMBOL, 10), (SELLER, SYMBOL, -10)],
+            "ledger.not_conserved",
+        ),
+        (
+            "fill",
+            fill_payload(1),
+            [(BUYER, "CNY", -9_995), (SELLER, "CNY", 9_995),
+             (BUYER, SYMBOL, 10), (SELLER, SYMBOL, -10)],
+            "ledger.not_dvp",
+        ),
+        ("fill", {**fill_payload(1), "price": 99.875}, None, "ledger.bad_field"),
+        ("fill", {k: v for k, v in fill_payload(1).items() if k != "buyer"}, None,
+         "ledger.bad_field"),
+        ("fill", fill_payload(1, qty=0), None, "ledger.bad_field"),
+        ("deposit", {**deposit(BUYER, "CNY", 5), "source": "P-BR1"}, None, "ledger.bad_field"),
+        ("genesis", {}, None, "ledger.bad_kind"),
+        ("no_such_kind", {}, None, "ledger.bad_kind"),
+    ],
+)  # fmt: skip
+def test_a_refused_block_raises_a_stable_code_and_changes_nothing(
+    ledger: Ledger, kind: str, payload: dict[str, Any], deltas: Any, code: str
+) -> None:
+    before = snapshot(ledger)
+    with pytest.raises(LedgerRefusedError) as caught:
+        ledger.append(kind, payload, deltas)
+    assert caught.value.code == code
+    assert snapshot(ledger) == before
+    # Nothing was consumed: the next good block takes the next height.
+    assert ledger.append("fill", fill_payload(1)).result(5) == before[0] + 1
+
+
+def test_a_duplicate_trade_id_is_refused(ledger: Ledger) -> None:
+    ledger.append("fill", fill_payload(3)).result(5)
+    before = snapshot(ledger)
+    with pytest.raises(LedgerRefusedError) as caught:
+        ledger.append("fill", fill_payload(3))
+    assert caught.value.code == "ledger.duplicate_trade"
+    assert snapshot(ledger) == before
+
+
+def recompute_balances(operations: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, str], int]:
+    """Balances straight from accepted payloads, without any ledger code."""
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for kind, payload in operations:
+        if kind == "deposit":
+            totals[payload["account"], payload["asset"]] += payload["amount"]
+            totals[payload["source"], payload["asset"]] -= payload["amount"]
+        elif kind == "withdrawal":
+            totals[payload["account"], payload["asset"]] -= payload["amount"]
+            totals[payload["destination"], payload["asset"]] += payload["amount"]
+        elif kind == "fill":
+            amount, qty = payload["settlement_amount"], payload["qty"]
+            totals[payload["buyer"], "CNY"] -= amount + payload["buyer_fee"]
+            totals[payload["seller"], "CNY"] += amount - payload["seller_fee"]
+            totals["venue:fees", "CNY"] += payload["buyer_fee"] + payload["seller_fee"]
+            totals[payload["buyer"], payload["instrument"]] += qty
+            totals[payload["seller"], payload["instrument"]] -= qty
+    return {key: value for key, value in totals.items() if value}
+
+
+def test_balances_after_a_random_stream_equal_a_recomputation(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    rng = random.Random(20240611)
+    people = ["P-A", "P-B", "P-C", "P-D"]
+    accepted: list[tuple[str, dict[str, Any]]] = []
+    refused = 0
+    with open_ledger(tmp_path, key) as ledger:
+        for trade in range(400):
+            choice = rng.random()
+            person = rng.choice(people)
+            if choice < 0.15:
+                asset = rng.choice(["CNY", SYMBOL])
+                kind, payload = "deposit", deposit(person, asset, rng.randrange(1, 50_000))
+            elif choice < 0.25:
+                asset = rng.choice(["CNY", SYMBOL])
+                kind, payload = "withdrawal", withdrawal(person, asset, rng.randrange(1, 20_000))
+            else:
+                buyer, seller = rng.sample(people, 2)
+                kind = "fill"
+                payload = fill_payload(
+                    trade,
+                    buyer,
+                    seller,
+                    qty=rng.randrange(1, 300),
+                    amount=rng.randrange(1, 30_000),
+                    buyer_fee=rng.randrange(-3, 30),
+                    seller_fee=rng.randrange(-3, 30),
+                )
+            try:
+                ledger.append(kind, payload)
+            except LedgerRefusedError as error:
+                assert error.code == "ledger.negative_balance"
+                refused += 1
+            else:
+                accepted.append((kind, payload))
+        ledger.flush()
+        expected = recompute_balances(accepted)
+        assert {k: v for k, v in ledger.balances().items() if v} == expected
+        assert all(v >= 0 for (account, _), v in expected.items() if ":" not in account)
+        assert 0 < refused < 400 and len(accepted) > 100
+        height = ledger.height
+    with open_ledger(tmp_path, key) as reopened:
+        assert reopened.height == height
+        assert {k: v for k, v in reopened.balances().items() if v} == expected
+
+
+def test_inclusion_and_consistency_proofs_verify(ledger: Ledger) -> None:
+    for trade in range(60):
+        ledger.append("fill", fill_payload(trade, qty=1, amount=100))
+    ledger.flush()
+    size = ledger.durable_count
+    for tree_size in (1, 2, 7, 33, size):
+        root = ledger.root(tree_size)
+        for height in {0, tree_size // 2, tree_size - 1}:
+            proof = ledger.inclusion_proof(height, tree_size)
+            block_leaf = leaf_hash(ledger.block(height).block_hash)
+            verify_inclusion(height, tree_size, block_leaf, proof, root)
+    for old in (1, 5, 32, size - 1):
+        proof = ledger.consistency_proof(old, size)
+        verify_consistency(old, size, proof, ledger.root(old), ledger.root(size))
+    with pytest.raises(LedgerError) as caught:
+        ledger.inclusion_proof(0, size + 1)
+    assert caught.value.code == "ledger.bad_tree_size"
+
+
+def test_checkpoints_are_signed_stored_and_match_the_tree(
+    ledger: Ledger, key: Ed25519PrivateKey
+) -> None:
+    for trade in range(25):
+        ledger.append("fill", fill_payload(trade, qty=1, amount=100))
+    note = ledger.issue_checkpoint()
+    checkpoint = verify_checkpoint(note, key.public_key(), origin=ledger.origin)
+    assert checkpoint.size == ledger.durable_count == ledger.height + 1
+    assert checkpoint.root_hash == ledger.root(checkpoint.size)
+    assert ledger.checkpoint() == note
+    stored = [record.payload.decode() for record in LogScanner(ledger.directory / "checkpoints")]
+    assert stored[-1] == note
+    sizes = [parse_checkpoint(text)[0].size for text in stored]
+    assert sizes == sorted(set(sizes))  # strictly growing
+    for text in stored:
+        parsed = verify_checkpoint(text, key.public_key())
+        assert parsed.root_hash == ledger.root(parsed.size)
+
+
+def test_checkpoints_only_cover_durable_blocks(
+    tmp_path: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = open_ledger(tmp_path, key, checkpoint_every_blocks=1, checkpoint_every_ms=1)
+    seed_market(ledger)
+    ledger.flush()
+    durable_before = ledger.durable_count
+    blocks_fd = ledger._blocks._write_fd
+    stalled = threading.Event()
+    release = threading.Event()
+    real_fsync = os.fsync
+
+    def stalling_fsync(fd: int) -> None:
+        if fd == blocks_fd:
+            stalled.set()
+            assert release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", stalling_fsync)
+    handles = [ledger.append("fill", fill_payload(n, qty=1, amount=100)) for n in range(5)]
+    assert stalled.wait(5)
+    time.sleep(0.05)  # give the checkpointer many chances (every 1 ms) to overreach
+    latest = ledger.checkpoint()
+    assert latest is not None
+    assert parse_checkpoint(latest)[0].size <= durable_before
+    assert ledger.durable_count == durable_before
+    assert not any(handle.done() for handle in handles)
+    release.set()
+    for handle in handles:
+        handle.result(5)
+    deadline = time.monotonic() + 5
+    while parse_checkpoint(ledger.checkpoint() or "")[0].size < ledger.durable_count:
+        assert time.monotonic() < deadline, "no checkpoint ever covered the new blocks"
+        time.sleep(0.005)
+    ledger.close()
+
+
+def test_reopen_restores_height_root_balances_index_and_checkpoint(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    with open_ledger(tmp_path, key) as ledger:
+        seed_market(ledger)
+        for trade in range(30):
+            ledger.append("fill", fill_payload(trade, qty=2, amount=300))
+        ledger.append("factor_update", {"instrument": SYMBOL, "factor": 900_000})
+        ledger.flush()
+        state = (ledger.height, ledger.root(ledger.height + 1), ledger.balances())
+        fill_height = ledger.find_fill("T-000017")
+    with open_ledger(tmp_path, key) as reopened:
+        assert (reopened.height, reopened.root(reopened.height + 1), reopened.balances()) == state
+        assert reopened.find_fill("T-000017") == fill_height
+        latest = parse_checkpoint(reopened.checkpoint() or "")[0]
+        assert latest.size == state[0] + 1  # close() checkpointed everything
+        handle = reopened.append("fill", fill_payload(99, qty=1, amount=10))
+        assert handle.result(5) == state[0] + 1
+        assert reopened.block(handle.height).block.prev_hash == reopened.block(state[0]).block_hash
+
+
+def test_key_rotation_switches_the_signing_key(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    new_key = generate_private_key()
+    with open_ledger(tmp_path, key, signer="process") as ledger:
+        seed_market(ledger)
+        ledger.append("fill", fill_payload(1))
+        rotation = ledger.rotate_key(new_key, reason="scheduled")
+        assert rotation.done()
+        after = [ledger.append("fill", fill_payload(n)) for n in range(2, 6)]
+        for handle in after:
+            handle.result(5)
+        rotation_block = ledger.block(rotation.height)
+        assert rotation_block.block.kind == "key_rotation"
+        verify_block_signature(rotation_block, key.public_key())
+        for handle in after:
+            verify_block_signature(ledger.block(handle.height), new_key.public_key())
+        note = ledger.issue_checkpoint()
+        verify_checkpoint(note, new_key.public_key())
+        with pytest.raises(LedgerRefusedError):
+            ledger.rotate_key(new_key)
+    with pytest.raises(LedgerError) as caught:
+        open_ledger(tmp_path, key)
+    assert caught.value.code == "ledger.wrong_signing_key"
+    with open_ledger(tmp_path, new_key) as reopened:
+        handle = reopened.append("fill", fill_payload(9))
+        handle.result(5)
+        verify_block_signature(reopened.block(handle.height), new_key.public_key())
+
+
+def test_a_failed_fsync_is_fatal(
+    tmp_path: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = open_ledger(tmp_path, key)
+    seed_market(ledger)
+    ledger.flush()
+    blocks_fd = ledger._blocks._write_fd
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        if fd == blocks_fd:
+            raise OSError(errno.EIO, "simulated disk error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    handle = ledger.append("fill", fill_payload(1))
+    error = handle.exception(5)
+    assert isinstance(error, LedgerFailedError) and error.code == "ledger.write_failed"
+    with pytest.raises(LedgerFailedError):
+        ledger.append("fill", fill_payload(2))
+    ledger.close()
+
+
+def test_damage_before_the_tail_is_refused_naming_the_height(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    with open_ledger(tmp_path, key) as ledger:
+        seed_market(ledger)
+        for trade in range(10):
+            ledger.append("fill", fill_payload(trade))
+    scanned = list(LogScanner(tmp_path / BLOCKS_DIRECTORY))
+    target = scanned[8]
+    segment = Path(target.path)
+    data = bytearray(segment.read_bytes())
+    data[target.offset + RECORD_HEADER.size + 20] ^= 0x01
+    segment.write_bytes(bytes(data))
+    with pytest.raises(LedgerCorruptError) as caught:
+        open_ledger(tmp_path, key)
+    assert (caught.value.height, caught.value.path, caught.value.offset) == (
+        8,
+        target.path,
+        target.offset,
+    )
+
+
+def test_losing_blocks_a_checkpoint_covered_is_refused(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    with open_ledger(tmp_path, key) as ledger:
+        seed_market(ledger)
+        ledger.issue_checkpoint()
+    last = list(LogScanner(tmp_path / BLOCKS_DIRECTORY))[-1]
+    segment = Path(last.path)
+    # Cut the last block in half: to the record log it looks like a torn tail...
+    segment.write_bytes(segment.read_bytes()[: last.offset + 20])
+    with pytest.raises(LedgerCorruptError) as caught:
+        open_ledger(tmp_path, key)
+    # ...but a checkpoint had covered it, so it was durable: refuse rather than lose it.
+    assert "lost" in str(caught.value)
