@@ -50,8 +50,9 @@ cdef struct BookSide:
     # reading, trading at and removing the best level is O(1), and a new near-touch level moves
     # only the few pointers above it.
     PriceLevel** levels
+    int64_t* sort_keys      # sort_keys[i] == levels[i].sort_key: searches never touch levels
     Py_ssize_t count
-    Py_ssize_t capacity
+    Py_ssize_t capacity     # of both arrays
 
 cdef struct IdSlot:
     # One slot of the open-addressing (linear probing) id table; order_id 0 marks an empty slot

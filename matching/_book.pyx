@@ -19,6 +19,10 @@ from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memmove
 
+cdef extern from *:
+    # GCC/Clang builtin: a hint to start loading a cache line; no effect on results.
+    void __builtin_prefetch(const void* address) noexcept nogil
+
 import hashlib
 
 from matching import constants as _contract
@@ -130,6 +134,46 @@ cdef inline void _detach(RestingOrder* order) noexcept:
     level.total_qty -= <uint128>order.qty
 
 
+cdef inline Py_ssize_t _key_position(const int64_t* sort_keys, Py_ssize_t count,
+                                     int64_t sort_key) noexcept:
+    """First index whose key is >= ``sort_key`` (``count`` if none): where it is or would go.
+
+    The best level is last and passive flow lands at or near it, so the top is checked before a
+    binary search. Only the contiguous key array is read, never the level structs.
+    """
+    cdef Py_ssize_t low = 0
+    cdef Py_ssize_t high = count
+    cdef Py_ssize_t middle
+    if count == 0 or sort_keys[count - 1] < sort_key:
+        return count
+    if sort_keys[count - 1] == sort_key:
+        return count - 1
+    while low < high:
+        middle = (low + high) >> 1
+        if sort_keys[middle] < sort_key:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+cdef int _grow_side(BookSide* book_side) except -1:
+    """Double a side's level and key arrays (both or, on MemoryError, effectively neither)."""
+    cdef Py_ssize_t capacity = 2 * book_side.capacity + 16
+    cdef PriceLevel** levels = <PriceLevel**>PyMem_Realloc(book_side.levels,
+                                                          capacity * sizeof(PriceLevel*))
+    cdef int64_t* sort_keys
+    if levels == NULL:
+        raise MemoryError()
+    book_side.levels = levels  # larger but same content: valid even if the next step fails
+    sort_keys = <int64_t*>PyMem_Realloc(book_side.sort_keys, capacity * sizeof(int64_t))
+    if sort_keys == NULL:
+        raise MemoryError()
+    book_side.sort_keys = sort_keys
+    book_side.capacity = capacity
+    return 0
+
+
 # ------------------------------------------------------------------------------ the book
 
 @cython.auto_pickle(False)
@@ -165,6 +209,7 @@ cdef class OrderBook:
                     order = next_order
                 PyMem_Free(level)
             PyMem_Free(book_side.levels)
+            PyMem_Free(book_side.sort_keys)
         order = self.free_orders
         while order != NULL:
             next_order = order.next
@@ -186,13 +231,16 @@ cdef class OrderBook:
         cdef int64_t c_order_id = 0, c_side = 0, c_price = 0, c_qty = 0
         cdef int64_t c_tif = 0, c_owner = 0, c_stp = 0
         cdef int id_fits = _read_int64(order_id, &c_order_id, "order_id")
-        cdef int side_fits = _read_int64(side, &c_side, "side")
-        cdef int price_fits = _read_int64(price, &c_price, "price")
-        cdef int qty_fits = _read_int64(qty, &c_qty, "qty")
-        cdef int tif_fits = _read_int64(tif, &c_tif, "tif")
-        cdef int owner_fits = _read_int64(owner, &c_owner, "owner")
-        cdef int stp_fits = _read_int64(stp, &c_stp, "stp")
+        cdef int side_fits, price_fits, qty_fits, tif_fits, owner_fits, stp_fits
         cdef list events
+        # Start loading the id's table slot now; reading the other arguments hides the miss.
+        __builtin_prefetch(&self.id_slots[_home_slot(c_order_id, self.id_shift)])
+        side_fits = _read_int64(side, &c_side, "side")
+        price_fits = _read_int64(price, &c_price, "price")
+        qty_fits = _read_int64(qty, &c_qty, "qty")
+        tif_fits = _read_int64(tif, &c_tif, "tif")
+        owner_fits = _read_int64(owner, &c_owner, "owner")
+        stp_fits = _read_int64(stp, &c_stp, "stp")
         if post_only is not True and post_only is not False:
             raise TypeError(f"post_only must be bool, not {type(post_only).__name__}")
 
@@ -630,32 +678,12 @@ cdef class OrderBook:
         """
         cdef int64_t sort_key = price if side == BUY else -price
         cdef Py_ssize_t count = book_side.count
-        cdef Py_ssize_t low = 0
-        cdef Py_ssize_t high = count
-        cdef Py_ssize_t middle
-        cdef PriceLevel** grown
+        cdef Py_ssize_t position = _key_position(book_side.sort_keys, count, sort_key)
         cdef PriceLevel* level
-        if count > 0 and book_side.levels[count - 1].sort_key <= sort_key:
-            # At or beyond the best level: the most common case for passive flow.
-            if book_side.levels[count - 1].sort_key == sort_key:
-                return book_side.levels[count - 1]
-            low = count
-        else:
-            while low < high:  # first index whose key is >= sort_key
-                middle = (low + high) >> 1
-                if book_side.levels[middle].sort_key < sort_key:
-                    low = middle + 1
-                else:
-                    high = middle
-            if low < count and book_side.levels[low].sort_key == sort_key:
-                return book_side.levels[low]
+        if position < count and book_side.sort_keys[position] == sort_key:
+            return book_side.levels[position]
         if count == book_side.capacity:
-            grown = <PriceLevel**>PyMem_Realloc(
-                book_side.levels, (2 * count + 16) * sizeof(PriceLevel*))
-            if grown == NULL:
-                raise MemoryError()
-            book_side.levels = grown
-            book_side.capacity = 2 * count + 16
+            _grow_side(book_side)
         level = self._allocate_level()
         level.price = price
         level.sort_key = sort_key
@@ -663,27 +691,25 @@ cdef class OrderBook:
         level.order_count = 0
         level.head = NULL
         level.tail = NULL
-        memmove(&book_side.levels[low + 1], &book_side.levels[low],
-                (count - low) * sizeof(PriceLevel*))
-        book_side.levels[low] = level
+        memmove(&book_side.levels[position + 1], &book_side.levels[position],
+                (count - position) * sizeof(PriceLevel*))
+        memmove(&book_side.sort_keys[position + 1], &book_side.sort_keys[position],
+                (count - position) * sizeof(int64_t))
+        book_side.levels[position] = level
+        book_side.sort_keys[position] = sort_key
         book_side.count = count + 1
         return level
 
     cdef void _drop_level(self, BookSide* book_side, PriceLevel* level) noexcept:
         """Remove an emptied level from its side and free it."""
         cdef Py_ssize_t count = book_side.count
-        cdef Py_ssize_t low = 0
-        cdef Py_ssize_t high = count - 1
-        cdef Py_ssize_t middle
-        if book_side.levels[high] != level:  # not the best level: find it by its key
-            while low < high:
-                middle = (low + high) >> 1
-                if book_side.levels[middle].sort_key < level.sort_key:
-                    low = middle + 1
-                else:
-                    high = middle
-            memmove(&book_side.levels[low], &book_side.levels[low + 1],
-                    (count - low - 1) * sizeof(PriceLevel*))
+        cdef Py_ssize_t position
+        if book_side.levels[count - 1] != level:  # not the best level: find it by its key
+            position = _key_position(book_side.sort_keys, count, level.sort_key)
+            memmove(&book_side.levels[position], &book_side.levels[position + 1],
+                    (count - position - 1) * sizeof(PriceLevel*))
+            memmove(&book_side.sort_keys[position], &book_side.sort_keys[position + 1],
+                    (count - position - 1) * sizeof(int64_t))
         book_side.count = count - 1
         self._release_level(level)
 
@@ -843,6 +869,8 @@ cdef class OrderBook:
                 raise IntegrityError(f"{name} level price {level.price} out of range")
             if level.sort_key != (level.price if side == BUY else -level.price):
                 raise IntegrityError(f"{name} level {level.price} has a wrong sort key")
+            if book_side.sort_keys[index] != level.sort_key:
+                raise IntegrityError(f"{name} key array disagrees at price {level.price}")
             if index > 0 and book_side.levels[index - 1].sort_key >= level.sort_key:
                 raise IntegrityError(f"{name} levels out of order at price {level.price}")
             if level.order_count < 1 or level.head == NULL or level.tail == NULL:
