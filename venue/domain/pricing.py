@@ -112,8 +112,14 @@ FEE_BPS_PLACES = 2  # wire fee rates: basis points with up to 2 places (= ppm)
 
 def round_half_away_from_zero(value: Fraction) -> int:
     """Nearest integer; an exact half goes away from zero (half up for non-negative values)."""
-    magnitude = (2 * abs(value.numerator) + value.denominator) // (2 * value.denominator)
-    return magnitude if value >= 0 else -magnitude
+    return _divide_rounding_half_away(value.numerator, value.denominator)
+
+
+def _divide_rounding_half_away(numerator: int, denominator: int) -> int:
+    """``round_half_away_from_zero(numerator / denominator)`` for ``denominator > 0``, in ints
+    (the hot path: it avoids building a ``Fraction`` per fill)."""
+    magnitude = (2 * abs(numerator) + denominator) // (2 * denominator)
+    return magnitude if numerator >= 0 else -magnitude
 
 
 # --- day counts ---------------------------------------------------------------------------
@@ -187,9 +193,12 @@ def accrued_interest(instrument: Instrument, trade_date: date) -> int:
         period_end=instrument.next_coupon_date,
         frequency=instrument.coupon_frequency,
     )
-    # coupon_rate is in 1e-4 percent; percent of 100 face is the rate itself in price terms.
-    accrued = Fraction(instrument.coupon_rate, 10**COUPON_RATE_PLACES) * fraction
-    return round_half_away_from_zero(accrued * ACCRUED_SCALE)
+    # coupon_rate is in 1e-4 percent; percent of 100 face is the rate itself in price terms:
+    # accrued (1e-10 units) = coupon_rate / 1e4 x fraction x 1e10.
+    return _divide_rounding_half_away(
+        instrument.coupon_rate * fraction.numerator * (ACCRUED_SCALE // 10**COUPON_RATE_PLACES),
+        fraction.denominator,
+    )
 
 
 def accrued_upper(instrument: Instrument, trade_date: date) -> int:
@@ -211,11 +220,10 @@ _PRICE_TO_ACCRUED_UNITS = ACCRUED_SCALE // PRICE_SCALE  # 1e-8 price units -> 1e
 _SETTLEMENT_DENOMINATOR = FACTOR_SCALE * ACCRUED_SCALE * 100
 
 
-def _exact_amount_per_unit(instrument: Instrument, price_ticks: int, accrued: int) -> Fraction:
+def _amount_per_unit_numerator(instrument: Instrument, price_ticks: int, accrued: int) -> int:
+    """The exact per-unit settlement amount in fen is this over ``_SETTLEMENT_DENOMINATOR``."""
     dirty = price_ticks * instrument.tick_size * _PRICE_TO_ACCRUED_UNITS + accrued
-    return Fraction(
-        instrument.face_per_unit * instrument.pool_factor * dirty, _SETTLEMENT_DENOMINATOR
-    )
+    return instrument.face_per_unit * instrument.pool_factor * dirty
 
 
 def settlement_amount_fen(
@@ -225,14 +233,16 @@ def settlement_amount_fen(
     _check_int(price_ticks, "price_ticks", 1, instrument.max_price_ticks)
     _check_int(qty, "qty", 1, MAX_QTY)
     _check_int(accrued, "accrued", 0, MAX_ACCRUED)
-    return round_half_away_from_zero(qty * _exact_amount_per_unit(instrument, price_ticks, accrued))
+    return _divide_rounding_half_away(
+        qty * _amount_per_unit_numerator(instrument, price_ticks, accrued), _SETTLEMENT_DENOMINATOR
+    )
 
 
 def fee_fen(settlement_amount: int, rate_ppm: int) -> int:
     """Rule 3: ``settlement_amount x rate_ppm / 1e6`` rounded half away from zero."""
     _check_int(settlement_amount, "settlement_amount", 0, None)
     _check_int(rate_ppm, "rate_ppm", -MAX_FEE_PPM, MAX_FEE_PPM)
-    return round_half_away_from_zero(Fraction(settlement_amount * rate_ppm, PPM))
+    return _divide_rounding_half_away(settlement_amount * rate_ppm, PPM)
 
 
 def _check_int(value: int, name: str, low: int, high: int | None) -> None:
@@ -419,9 +429,8 @@ def buy_cost_per_unit_upper(
     _check_int(accrued_upper, "accrued_upper", 0, MAX_ACCRUED)
     rates = fees.for_segment(segment)
     rate_upper = max(rates.maker_ppm, rates.taker_ppm, 0)
-    per_unit = _exact_amount_per_unit(instrument, limit_ticks, accrued_upper)
-    cost = per_unit * Fraction(PPM + rate_upper, PPM)
-    return -((-cost.numerator) // cost.denominator)  # ceil
+    numerator = _amount_per_unit_numerator(instrument, limit_ticks, accrued_upper)
+    return -((-numerator * (PPM + rate_upper)) // (_SETTLEMENT_DENOMINATOR * PPM))  # ceil
 
 
 def buy_reservation_fen(
