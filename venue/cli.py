@@ -32,7 +32,10 @@ def _parser() -> argparse.ArgumentParser:
         help="start even if the compiled matching engine is not built (slow fallback)",
     )
     serve.add_argument(
-        "--no-demo", dest="seed_demo", action="store_false", default=None,
+        "--no-demo",
+        dest="seed_demo",
+        action="store_false",
+        default=None,
         help="do not seed demo data into an empty data directory",
     )
     return parser
@@ -63,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         web.run_app(
-            create_app(config), host=config.host, port=config.port, print=None,
-            handle_signals=True, shutdown_timeout=10,
+            create_app(config),
+            host=config.host,
+            port=config.port,
+            print=None,
+            handle_signals=True,
+            shutdown_timeout=10,
         )
     except VenueStartupError as exc:
         print(f"venue: {exc}", file=sys.stderr)

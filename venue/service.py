@@ -81,8 +81,9 @@ def _load_or_create_signing_key(keys_dir: Path):
 def last_session_end(now_ns: int, session_end_minutes: int) -> int:
     """The most recent session end (ns) at or before ``now_ns``, in China Standard Time."""
     now = datetime.fromtimestamp(now_ns / 1e9, CHINA_STANDARD_TIME)
-    end = now.replace(hour=session_end_minutes // 60, minute=session_end_minutes % 60,
-                      second=0, microsecond=0)
+    end = now.replace(
+        hour=session_end_minutes // 60, minute=session_end_minutes % 60, second=0, microsecond=0
+    )
     if end > now:
         end -= timedelta(days=1)
     return int(end.timestamp()) * 1_000_000_000
@@ -105,8 +106,15 @@ def _check_block_matches(ledger: Ledger, height: int, entry: LedgerEntry) -> Non
 class Venue:
     """The running venue: exchange state, journal, ledger and the sequencer that ties them."""
 
-    def __init__(self, config: Config, exchange: Exchange, journal: RecordLog, ledger: Ledger,
-                 sequencer: Sequencer, recovery: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        exchange: Exchange,
+        journal: RecordLog,
+        ledger: Ledger,
+        sequencer: Sequencer,
+        recovery: dict[str, Any],
+    ) -> None:
         self.config = config
         self.exchange = exchange
         self.journal = journal
@@ -149,7 +157,9 @@ class Venue:
         recovery["seconds"] = round(time.perf_counter() - started, 3)
         log.info("venue recovered", extra=recovery)
         sequencer = Sequencer(
-            exchange, journal, ledger,
+            exchange,
+            journal,
+            ledger,
             snapshot_dir=data_dir / "snapshots",
             snapshot_every=config.snapshot_every_commands,
         )
@@ -227,18 +237,30 @@ class Venue:
             await self.submit(ListInstrument(instrument))
         for participant in demo.PARTICIPANTS:
             key_id, secret = issue_api_key()
-            await self.submit(AdmitParticipant(
-                participant["participant_id"], participant["name"], participant["segment"],
-                participant["role"], key_id, secret,
-            ))
+            await self.submit(
+                AdmitParticipant(
+                    participant["participant_id"],
+                    participant["name"],
+                    participant["segment"],
+                    participant["role"],
+                    key_id,
+                    secret,
+                )
+            )
             credentials.append({**participant, "key_id": key_id, "secret": secret})
         for participant_id, asset, amount in demo.FUNDING:
             await self.submit(Deposit(participant_id, asset, amount))
         path = data_dir / "credentials.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump({"base_url": f"http://{self.config.host}:{self.config.port}/v1",
-                       "participants": credentials}, handle, indent=2)
+            json.dump(
+                {
+                    "base_url": f"http://{self.config.host}:{self.config.port}/v1",
+                    "participants": credentials,
+                },
+                handle,
+                indent=2,
+            )
         log.info("seeded demo data", extra={"credentials_file": str(path)})
 
     # ================================================================== session ends

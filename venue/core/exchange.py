@@ -191,11 +191,16 @@ class Exchange:
         return order
 
     # ====================================================================== money rules
-    def buy_need(self, instrument: Instrument, participant: Participant, price: int, qty: int,
-                 day: date) -> int:
+    def buy_need(
+        self, instrument: Instrument, participant: Participant, price: int, qty: int, day: date
+    ) -> int:
         """Cash (fen) a buy of ``qty`` at limit ``price`` must hold reserved (module docstring)."""
         return pricing.buy_reservation_fen(
-            instrument, price, qty, pricing.accrued_upper(instrument, day), self.fee_schedule,
+            instrument,
+            price,
+            qty,
+            pricing.accrued_upper(instrument, day),
+            self.fee_schedule,
             participant.segment,
         )
 
@@ -214,7 +219,8 @@ class Exchange:
         participant = self._trader(command.participant)
         client_order_id = command.client_order_id
         _require(
-            type(client_order_id) is str and 0 < len(client_order_id) <= 64
+            type(client_order_id) is str
+            and 0 < len(client_order_id) <= 64
             and client_order_id.isprintable(),
             ErrorCode.BAD_PARAMETER,
             "client_order_id must be 1-64 printable characters",
@@ -234,27 +240,58 @@ class Exchange:
 
         instrument = self._tradable(command.symbol, ts)
         _require(command.side in _SIDES, ErrorCode.BAD_SIDE, "side must be buy or sell")
-        _require(command.time_in_force in _TIFS, ErrorCode.BAD_PARAMETER,
-                 "time_in_force must be one of gtc, day, ioc, fok", field="time_in_force")
-        _require(command.self_trade in _STP, ErrorCode.BAD_PARAMETER,
-                 "self_trade must be one of cancel_taker, cancel_maker, cancel_both",
-                 field="self_trade")
-        _require(type(command.post_only) is bool, ErrorCode.BAD_PARAMETER,
-                 "post_only must be a boolean", field="post_only")
+        _require(
+            command.time_in_force in _TIFS,
+            ErrorCode.BAD_PARAMETER,
+            "time_in_force must be one of gtc, day, ioc, fok",
+            field="time_in_force",
+        )
+        _require(
+            command.self_trade in _STP,
+            ErrorCode.BAD_PARAMETER,
+            "self_trade must be one of cancel_taker, cancel_maker, cancel_both",
+            field="self_trade",
+        )
+        _require(
+            type(command.post_only) is bool,
+            ErrorCode.BAD_PARAMETER,
+            "post_only must be a boolean",
+            field="post_only",
+        )
         instrument.check_qty(command.qty)
         if command.order_type == "market":
-            _require(command.price is None, ErrorCode.BAD_PARAMETER,
-                     "a market order has no price", field="price")
-            _require(command.time_in_force in ("ioc", "fok"), ErrorCode.BAD_PARAMETER,
-                     "a market order must be ioc or fok", field="time_in_force")
-            _require(not command.post_only, ErrorCode.BAD_PARAMETER,
-                     "a market order cannot be post-only", field="post_only")
+            _require(
+                command.price is None,
+                ErrorCode.BAD_PARAMETER,
+                "a market order has no price",
+                field="price",
+            )
+            _require(
+                command.time_in_force in ("ioc", "fok"),
+                ErrorCode.BAD_PARAMETER,
+                "a market order must be ioc or fok",
+                field="time_in_force",
+            )
+            _require(
+                not command.post_only,
+                ErrorCode.BAD_PARAMETER,
+                "a market order cannot be post-only",
+                field="post_only",
+            )
             price = instrument.market_limit_ticks(Side(command.side))
         else:
-            _require(command.order_type == "limit", ErrorCode.BAD_PARAMETER,
-                     "order_type must be limit or market", field="order_type")
-            _require(type(command.price) is int, ErrorCode.BAD_PRICE,
-                     "a limit order needs a price", field="price")
+            _require(
+                command.order_type == "limit",
+                ErrorCode.BAD_PARAMETER,
+                "order_type must be limit or market",
+                field="order_type",
+            )
+            _require(
+                type(command.price) is int,
+                ErrorCode.BAD_PRICE,
+                "a limit order needs a price",
+                field="price",
+            )
             price = instrument.check_in_band(instrument.check_price_ticks(command.price))
 
         book = self.books[instrument.symbol]
@@ -264,8 +301,13 @@ class Exchange:
             crosses = opposite is not None and (
                 price >= opposite if side == matching.BUY else price <= opposite
             )
-            _require(not crosses, ErrorCode.POST_ONLY_WOULD_CROSS,
-                     "post-only order would take liquidity", price=price, opposite=opposite)
+            _require(
+                not crosses,
+                ErrorCode.POST_ONLY_WOULD_CROSS,
+                "post-only order would take liquidity",
+                price=price,
+                opposite=opposite,
+            )
 
         day = trade_date(ts)
         if command.side == "buy":
@@ -350,8 +392,11 @@ class Exchange:
         qty = order.leaves_qty if command.qty is None else command.qty
         _require(type(price) is int, ErrorCode.BAD_PRICE, "price must be ticks", field="price")
         _require(type(qty) is int, ErrorCode.BAD_QUANTITY, "qty must be units", field="qty")
-        _require(price != order.price or qty != order.leaves_qty, ErrorCode.NO_CHANGE,
-                 "replace changes neither price nor quantity")
+        _require(
+            price != order.price or qty != order.leaves_qty,
+            ErrorCode.NO_CHANGE,
+            "replace changes neither price nor quantity",
+        )
         if price != order.price:
             instrument.check_in_band(instrument.check_price_ticks(price))
         if qty != order.leaves_qty:
@@ -364,8 +409,11 @@ class Exchange:
             crosses = opposite is not None and (
                 price >= opposite if side == matching.BUY else price <= opposite
             )
-            _require(not crosses, ErrorCode.POST_ONLY_WOULD_CROSS,
-                     "replace would make a post-only order take liquidity")
+            _require(
+                not crosses,
+                ErrorCode.POST_ONLY_WOULD_CROSS,
+                "replace would make a post-only order take liquidity",
+            )
         day = trade_date(ts)
         if order.side == "buy":
             new_need = self.buy_need(instrument, participant, price, qty, day)
@@ -395,9 +443,7 @@ class Exchange:
         return outcome
 
     # ====================================================================== engine events
-    def _process_engine_events(
-        self, events: list[tuple], outcome: Outcome, ts: int
-    ) -> None:
+    def _process_engine_events(self, events: list[tuple], outcome: Outcome, ts: int) -> None:
         """Turn engine events into order state, settlement and published reports."""
         touched: dict[int, Order] = {}
         day = trade_date(ts)
@@ -444,7 +490,13 @@ class Exchange:
                 outcome.events.append({"type": "book", "symbol": symbol})
 
     def _settle_fill(
-        self, maker: Order, taker: Order, price: int, qty: int, ts: int, day: date,
+        self,
+        maker: Order,
+        taker: Order,
+        price: int,
+        qty: int,
+        ts: int,
+        day: date,
         outcome: Outcome,
     ) -> None:
         """Price one fill, move reservations and balances, and emit its ledger block."""
@@ -498,20 +550,32 @@ class Exchange:
             "timestamp_ns": ts,
         }
         outcome.ledger_entries.append(LedgerEntry("fill", payload, deltas))
-        trade = {"type": "trade", "symbol": instrument.symbol, "trade_id": trade_id,
-                 "price": price, "qty": qty, "aggressor_side": taker.side, "ts": ts}
+        trade = {
+            "type": "trade",
+            "symbol": instrument.symbol,
+            "trade_id": trade_id,
+            "price": price,
+            "qty": qty,
+            "aggressor_side": taker.side,
+            "ts": ts,
+        }
         recent = self.last_trades.setdefault(instrument.symbol, [])
         recent.append(trade)
         del recent[:-100]
-        outcome.events.append({"type": "fill", **payload, "maker": maker.participant,
-                               "taker": taker.participant})
+        outcome.events.append(
+            {"type": "fill", **payload, "maker": maker.participant, "taker": taker.participant}
+        )
         outcome.events.append(trade)
 
     # ====================================================================== operator commands
     def _list_instrument(self, command: ListInstrument, ts: int) -> Outcome:
         instrument = Instrument.from_wire(command.instrument)
-        _require(instrument.symbol not in self.instruments, ErrorCode.INSTRUMENT_EXISTS,
-                 f"{instrument.symbol} is already listed", symbol=instrument.symbol)
+        _require(
+            instrument.symbol not in self.instruments,
+            ErrorCode.INSTRUMENT_EXISTS,
+            f"{instrument.symbol} is already listed",
+            symbol=instrument.symbol,
+        )
         outcome = Outcome(self._next_seq(), None)
         self.instruments[instrument.symbol] = instrument
         self.books[instrument.symbol] = matching.OrderBook()
@@ -533,63 +597,107 @@ class Exchange:
 
     def _admit(self, command: AdmitParticipant, ts: int) -> Outcome:
         participant = Participant.from_wire(
-            {"participant_id": command.participant, "name": command.name,
-             "segment": command.segment, "role": command.role}
+            {
+                "participant_id": command.participant,
+                "name": command.name,
+                "segment": command.segment,
+                "role": command.role,
+            }
         )
-        _require(participant.participant_id not in self.participants,
-                 ErrorCode.PARTICIPANT_EXISTS, f"{participant.participant_id} is already admitted",
-                 participant=participant.participant_id)
-        _require(command.key_id not in self.credentials, ErrorCode.BAD_PARAMETER,
-                 "api key id already issued", field="key_id")
+        _require(
+            participant.participant_id not in self.participants,
+            ErrorCode.PARTICIPANT_EXISTS,
+            f"{participant.participant_id} is already admitted",
+            participant=participant.participant_id,
+        )
+        _require(
+            command.key_id not in self.credentials,
+            ErrorCode.BAD_PARAMETER,
+            "api key id already issued",
+            field="key_id",
+        )
         outcome = Outcome(self._next_seq(), None)
         self.participants[participant.participant_id] = participant
         self.owner_numbers[participant.participant_id] = len(self.owner_numbers) + 1
         self.credentials[command.key_id] = (participant.participant_id, command.secret)
         wire = participant.to_wire()
         if participant.can_trade:  # only trading participants hold assets on the ledger
-            admitted = {"participant_id": participant.participant_id, "name": participant.name,
-                        "segment": participant.segment.value, "role": participant.role.value}
+            admitted = {
+                "participant_id": participant.participant_id,
+                "name": participant.name,
+                "segment": participant.segment.value,
+                "role": participant.role.value,
+            }
             outcome.ledger_entries.append(LedgerEntry("participant_admitted", admitted, []))
         outcome.result = {**wire, "key_id": command.key_id}
         return outcome
 
     def _check_transfer(self, participant_id: str, asset: str, amount: int) -> None:
         self._participant(participant_id)
-        _require(asset == CASH or asset in self.instruments, ErrorCode.BAD_PARAMETER,
-                 f"unknown asset {asset!r}", field="asset")
-        _require(type(amount) is int and 0 < amount <= MAX_ASSET_AMOUNT, ErrorCode.BAD_AMOUNT,
-                 "amount must be a positive whole number of fen or units", field="amount")
+        _require(
+            asset == CASH or asset in self.instruments,
+            ErrorCode.BAD_PARAMETER,
+            f"unknown asset {asset!r}",
+            field="asset",
+        )
+        _require(
+            type(amount) is int and 0 < amount <= MAX_ASSET_AMOUNT,
+            ErrorCode.BAD_AMOUNT,
+            "amount must be a positive whole number of fen or units",
+            field="amount",
+        )
 
     def _deposit(self, command: Deposit, ts: int) -> Outcome:
         self._check_transfer(command.participant, command.asset, command.amount)
         source = BANK_ACCOUNT if command.asset == CASH else ISSUER_ACCOUNT
-        deltas = [(source, command.asset, -command.amount),
-                  (command.participant, command.asset, command.amount)]
+        deltas = [
+            (source, command.asset, -command.amount),
+            (command.participant, command.asset, command.amount),
+        ]
         return self._transfer("deposit", command, "source", source, deltas)
 
     def _withdraw(self, command: Withdraw, ts: int) -> Outcome:
         self._check_transfer(command.participant, command.asset, command.amount)
         self.accounts.check_available(command.participant, command.asset, command.amount)
         sink = BANK_ACCOUNT if command.asset == CASH else ISSUER_ACCOUNT
-        deltas = [(command.participant, command.asset, -command.amount),
-                  (sink, command.asset, command.amount)]
+        deltas = [
+            (command.participant, command.asset, -command.amount),
+            (sink, command.asset, command.amount),
+        ]
         return self._transfer("withdrawal", command, "destination", sink, deltas)
 
-    def _transfer(self, kind: str, command: Deposit | Withdraw, counterparty_field: str,
-                  counterparty: str, deltas: list[tuple[str, str, int]]) -> Outcome:
+    def _transfer(
+        self,
+        kind: str,
+        command: Deposit | Withdraw,
+        counterparty_field: str,
+        counterparty: str,
+        deltas: list[tuple[str, str, int]],
+    ) -> Outcome:
         outcome = Outcome(self._next_seq(), None)
         self.accounts.apply_deltas(deltas)
-        payload = {"account": command.participant, "asset": command.asset,
-                   "amount": command.amount, counterparty_field: counterparty}
+        payload = {
+            "account": command.participant,
+            "asset": command.asset,
+            "amount": command.amount,
+            counterparty_field: counterparty,
+        }
         outcome.ledger_entries.append(LedgerEntry(kind, payload, deltas))
-        outcome.result = {**payload, "kind": kind,
-                          "balance": self.accounts.balance(command.participant, command.asset)}
+        outcome.result = {
+            **payload,
+            "kind": kind,
+            "balance": self.accounts.balance(command.participant, command.asset),
+        }
         return outcome
 
     def _set_status(self, command: SetTradingStatus, ts: int) -> Outcome:
         instrument = self._instrument(command.symbol)
-        _require(command.status in ("open", "halted"), ErrorCode.BAD_PARAMETER,
-                 "status must be open or halted", field="status")
+        _require(
+            command.status in ("open", "halted"),
+            ErrorCode.BAD_PARAMETER,
+            "status must be open or halted",
+            field="status",
+        )
         if instrument.status == command.status:
             return Outcome(self.seq, instrument.to_wire(), journaled=False)
         outcome = Outcome(self._next_seq(), None)
@@ -601,18 +709,26 @@ class Exchange:
 
     def _update_factor(self, command: UpdateFactor, ts: int) -> Outcome:
         instrument = self._instrument(command.symbol)
-        _require(type(command.factor) is int and 0 < command.factor <= 1_000_000,
-                 ErrorCode.BAD_FACTOR, "factor must be in (0, 1] in micro-units")
+        _require(
+            type(command.factor) is int and 0 < command.factor <= 1_000_000,
+            ErrorCode.BAD_FACTOR,
+            "factor must be in (0, 1] in micro-units",
+        )
         outcome = Outcome(self._next_seq(), None)
         updated = instrument.with_factor(command.factor)
         self.instruments[command.symbol] = updated
-        outcome.ledger_entries.append(LedgerEntry(
-            "factor_update",
-            {"instrument": command.symbol, "factor": command.factor,
-             "effective_date": trade_date(ts).isoformat(),
-             "reference": {"previous_factor": instrument.pool_factor}},
-            [],
-        ))
+        outcome.ledger_entries.append(
+            LedgerEntry(
+                "factor_update",
+                {
+                    "instrument": command.symbol,
+                    "factor": command.factor,
+                    "effective_date": trade_date(ts).isoformat(),
+                    "reference": {"previous_factor": instrument.pool_factor},
+                },
+                [],
+            )
+        )
         # A higher factor raises what resting buys could cost: re-reserve, cancelling any buy
         # whose owner can no longer cover it (deterministically, oldest order first).
         day = trade_date(ts)
