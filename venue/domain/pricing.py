@@ -14,9 +14,11 @@ Day counts (year fraction from ``accrual_start`` to the trade date)
   February counts as that day.
 * ``ACT/ACT``: ICMA (ICMA Rule 251), with the instrument's current coupon period
   ``[accrual_start, next_coupon_date)`` as the reference period: fraction = actual days accrued /
-  (coupon_frequency x actual days in the period). For a regular period this is exact ICMA; the
-  venue lists each tranche with ``accrual_start`` = its last coupon date, so periods are regular
-  (a short final stub ending at maturity is treated as its own period -- the known simplification).
+  (coupon_frequency x actual days in the period). For a regular period this is exact ICMA, and
+  every period after a roll is regular (the schedule is anchored on maturity). The known
+  simplification: an irregular *listed* first period (a short or long first coupon) is used as its
+  own reference period, where ICMA would split it into notional regular periods; list tranches
+  with ``accrual_start`` = the last regular coupon date (as the demo does) to avoid it.
 
 Trades are priced for settlement on the trade date (T+0): accrued runs from ``accrual_start``
 (counted) to the trade date (not counted), so a trade on ``accrual_start`` has zero accrued. A
