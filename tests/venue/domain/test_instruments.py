@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
+from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.venue.domain.helpers import instrument_wire, make_instrument
 from venue.domain.instruments import (
@@ -335,3 +338,38 @@ def test_no_roll_past_maturity() -> None:
     with pytest.raises(VenueError) as caught:
         instrument.with_next_coupon_period()
     assert caught.value.code.value == "state.instrument_matured"
+
+
+# --- properties over many grids -----------------------------------------------------------
+
+TICKS = ["0.0001", "0.0005", "0.001", "0.005", "0.01", "0.05", "0.25", "1", "0.00000001"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(tick=st.sampled_from(TICKS), data=st.data())
+def test_price_text_round_trips_on_every_grid(tick: str, data: st.DataObject) -> None:
+    instrument = make_instrument(tick_size=tick, reference_price="100")
+    ticks = data.draw(st.integers(1, instrument.max_price_ticks))
+    assert instrument.parse_price(instrument.format_price(ticks)) == ticks
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tick=st.sampled_from(TICKS),
+    band_bps=st.integers(1, 5_000),
+    data=st.data(),
+)
+def test_band_edges_are_the_outermost_grid_prices_inside_the_exact_band(
+    tick: str, band_bps: int, data: st.DataObject
+) -> None:
+    instrument = make_instrument(tick_size=tick, reference_price="100")
+    reference = data.draw(st.integers(1, instrument.max_price_ticks))
+    instrument = dataclasses.replace(instrument, reference_price=reference,
+                                     price_band_pct=band_bps)
+    lower, upper = instrument.band_edges()
+    exact_lower = Fraction(reference * (10_000 - band_bps), 10_000)
+    exact_upper = Fraction(reference * (10_000 + band_bps), 10_000)
+    assert lower <= reference <= upper
+    assert exact_lower <= lower and (lower == 1 or lower - 1 < exact_lower)
+    assert upper <= exact_upper
+    assert upper == instrument.max_price_ticks or upper + 1 > exact_upper
