@@ -509,14 +509,14 @@ class Instrument:
             )
         return ticks
 
-    def market_limit_ticks(self, side: Side) -> int:
-        """The limit a market order is converted to: buy -> upper band edge, sell -> lower."""
+    def market_limit_ticks(self, side: Side | str) -> int:
+        """The limit a market order is converted to: buy -> upper band edge, sell -> lower.
+
+        ``side`` is a ``Side`` or its value; anything else is a programmer error (``ValueError``):
+        wire input goes through ``parse_side`` first.
+        """
         lower, upper = self.band_edges()
-        if side is Side.BUY:
-            return upper
-        if side is Side.SELL:
-            return lower
-        raise TypeError(f"side must be a Side, got {side!r}")
+        return upper if Side(side) is Side.BUY else lower
 
     # --- quantities and status ------------------------------------------------------------
 

@@ -240,8 +240,9 @@ def test_market_orders_become_limits_at_the_far_edge() -> None:
     instrument = make_instrument(reference_price="99.5001")
     assert instrument.market_limit_ticks(Side.BUY) == 1_014_901
     assert instrument.market_limit_ticks(Side.SELL) == 975_101
-    with pytest.raises(TypeError):
-        instrument.market_limit_ticks("buy")  # type: ignore[arg-type]
+    assert instrument.market_limit_ticks("buy") == 1_014_901
+    with pytest.raises(ValueError):
+        instrument.market_limit_ticks("sideways")
 
 
 def test_parse_side() -> None:
