@@ -72,6 +72,7 @@ from ledger.checkpoint import CheckpointError, make_checkpoint, parse_checkpoint
 from ledger.hasher import leaf_hash
 from ledger.keys import key_id, public_key_bytes, public_key_to_text
 from ledger.proof import MerkleTree, ProofError
+from ledger.receipt import build_receipt
 from ledger.recordlog import (
     DEFAULT_SEGMENT_MAX_BYTES,
     AppendHandle,
@@ -887,6 +888,24 @@ class Ledger:
         """RFC 6962 root hash of the first ``tree_size`` durable blocks."""
         self._check_tree_size(tree_size)
         return self._tree.root(tree_size)
+
+    def receipt(self, trade_id: str) -> dict[str, Any]:
+        """A receipt for a fill: its block, inclusion proof and a signed checkpoint covering it.
+
+        The JSON-able document ``ledger.receipt.verify_receipt`` checks with only the venue's
+        public key. Uses the newest checkpoint; if that does not cover the fill yet, issues one
+        (which first waits for the fill to be durable). ``LedgerError`` with code
+        ``ledger.no_such_trade`` if there is no such fill.
+        """
+        height = self.find_fill(trade_id)
+        if height is None:
+            raise LedgerError(f"no fill with trade id {trade_id!r}", "ledger.no_such_trade")
+        note = self._latest_checkpoint
+        if note is None or parse_checkpoint(note)[0].size <= height:
+            note = self.issue_checkpoint()
+        size = parse_checkpoint(note)[0].size
+        record = self._blocks.read(height)
+        return build_receipt(record, height, size, self.inclusion_proof(height, size), note)
 
     # ---- closing ------------------------------------------------------------------------
 

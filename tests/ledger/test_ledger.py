@@ -27,6 +27,7 @@ from ledger.ledger import (
     LedgerRefusedError,
 )
 from ledger.proof import verify_consistency, verify_inclusion
+from ledger.receipt import load_receipt, receipt_to_json, verify_receipt
 from ledger.recordlog import RECORD_HEADER, LogScanner
 
 SYMBOL = "IPABS-2019-1-A"
@@ -450,3 +451,20 @@ def test_losing_blocks_a_checkpoint_covered_is_refused(
         open_ledger(tmp_path, key)
     # ...but a checkpoint had covered it, so it was durable: refuse rather than lose it.
     assert "lost" in str(caught.value)
+
+
+def test_a_receipt_verifies_offline_with_only_the_public_key(
+    ledger: Ledger, key: Ed25519PrivateKey
+) -> None:
+    handle = ledger.append("fill", fill_payload(42))
+    receipt = ledger.receipt("T-000042")  # no checkpoint covers it yet: one is issued
+    assert handle.done()
+    document = load_receipt(receipt_to_json(receipt))
+    verified = verify_receipt(document, key.public_key(), origin=ledger.origin)
+    assert verified.height == handle.height
+    stranger = generate_private_key()
+    with pytest.raises(ValueError):
+        verify_receipt(document, stranger.public_key())
+    with pytest.raises(LedgerError) as caught:
+        ledger.receipt("T-404")
+    assert caught.value.code == "ledger.no_such_trade"
