@@ -786,6 +786,7 @@ class Exchange:
             "created_ts": order.created_ts,
             "updated_ts": order.updated_ts,
             "reserved": self.accounts.reservation_of(order.order_id),
+            "trade_ids": list(order.fills),
         }
 
     # ====================================================================== integrity
