@@ -30,6 +30,7 @@ so that no edge price is ever outside the exact band: lower = ceil(ref * (1 - pc
 tick; upper = floor(ref * (1 + pct)). Both edges are inside the band (inclusive). A market order
 becomes a limit order at the far edge: a buy at the upper edge, a sell at the lower edge.
 
+Dates lie in 1990-01-01 .. 2199-12-31 (anything else is a typo: ``validation.bad_date``).
 Coupon period: ``accrual_start < next_coupon_date <= maturity_date``, and the period is at most
 two regular periods long (``2 x 12 / coupon_frequency`` months: a long first coupon at most).
 
@@ -93,6 +94,8 @@ DEFAULT_FACE_PER_UNIT = 10_000  # fen: 100.00 CNY
 MAX_FACE_PER_UNIT = 10**9  # fen: 10 million CNY per unit
 COUPON_FREQUENCIES = (1, 2, 4, 12)  # payments a year
 MAX_TEXT_LENGTH = 200
+EARLIEST_DATE = date(1990, 1, 1)  # any reference date outside this range is a data error
+LATEST_DATE = date(2199, 12, 31)
 
 _SYMBOL = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+)*")
 _ISIN = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]")
@@ -267,6 +270,13 @@ class Instrument:
                 f"coupon_frequency must be one of {COUPON_FREQUENCIES} payments a year",
                 field="coupon_frequency",
             )
+        for field in ("accrual_start", "next_coupon_date", "maturity_date"):
+            if not EARLIEST_DATE <= getattr(self, field) <= LATEST_DATE:
+                raise VenueError(
+                    ErrorCode.BAD_DATE,
+                    f"{field} must lie between {EARLIEST_DATE} and {LATEST_DATE}",
+                    field=field,
+                )
         if not self.accrual_start < self.next_coupon_date <= self.maturity_date:
             raise VenueError(
                 ErrorCode.BAD_DATE,

@@ -97,6 +97,8 @@ def test_wire_round_trip_is_exact() -> None:
         ({"maturity_date": "2027-02-14"}, "validation.bad_date"),  # before the next coupon
         # semiannual: a period longer than two regular periods (12 months) is a data error
         ({"accrual_start": "2026-02-14"}, "validation.bad_date"),
+        ({"maturity_date": "9999-12-31"}, "validation.bad_date"),
+        ({"accrual_start": "1989-12-31"}, "validation.bad_date"),
         ({"tick_size": "0"}, "validation.bad_reference_data"),
         ({"tick_size": "0.000000001"}, "validation.bad_reference_data"),
         ({"tick_size": "1.01"}, "validation.absurd_value"),
