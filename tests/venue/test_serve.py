@@ -1,0 +1,167 @@
+"""`venue serve` end to end: a real process, real HTTP, real signals, real files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import matching
+from venue.config import Config, ConfigError, load_config
+from venue.service import Venue, VenueStartupError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def start_serve(data_dir: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "venue.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_healthy(process: subprocess.Popen, port: int, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"venue exited early: {process.stderr.read()}")
+        try:
+            status, body = get_json(f"http://127.0.0.1:{port}/healthz")
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+            continue
+        assert status == 200
+        return body
+    raise AssertionError("venue did not become healthy in time")
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> tuple[int, str]:
+    process.send_signal(sig)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    return process.returncode, stderr
+
+
+def test_serve_seeds_reports_health_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    process = start_serve(data_dir, port)
+    try:
+        health = wait_healthy(process, port)
+    finally:
+        code, stderr = stop(process)
+    assert code == 0, stderr
+    assert health["status"] == "ok"
+    assert health["engine"] == matching.IMPLEMENTATION
+    assert health["ledger_height"] > 0 and health["journal_seq"] > 0
+
+    # logs are JSON lines and say which engine was loaded
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(r.get("implementation") == matching.IMPLEMENTATION for r in records)
+    assert any(r["msg"] == "venue stopped cleanly" for r in records)
+
+    # private files: data dir 0700, signing key and credentials 0600
+    assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(data_dir / "keys" / "ledger_ed25519.key").st_mode) == 0o600
+    credentials = data_dir / "credentials.json"
+    assert stat.S_IMODE(os.stat(credentials).st_mode) == 0o600
+    participants = json.loads(credentials.read_text())["participants"]
+    roles = sorted(p["role"] for p in participants)
+    assert roles == ["broker", "broker", "clerk", "market_maker", "market_maker", "operator"]
+    assert {p["segment"] for p in participants if p["role"] != "clerk"} >= {"interbank", "exchange"}
+    assert all(p["key_id"] and len(p["secret"]) >= 32 for p in participants)
+
+    # a restart recovers the same state and does not seed again (SIGINT stops it too)
+    process = start_serve(data_dir, port)
+    try:
+        again = wait_healthy(process, port)
+    finally:
+        code, stderr = stop(process, signal.SIGINT)
+    assert code == 0, stderr
+    assert again["journal_seq"] == health["journal_seq"]
+    assert again["ledger_height"] == health["ledger_height"]
+    assert json.loads(credentials.read_text())["participants"] == participants
+
+
+def test_serve_rejects_bad_configuration_with_a_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "venue.toml"
+    bad.write_text('port = 8080\nsesion_end = "15:00"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "venue.cli", "serve", "--config", str(bad)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "unknown setting 'sesion_end'" in result.stderr
+
+
+def test_config_layers_file_then_environment_then_flags(tmp_path: Path) -> None:
+    file = tmp_path / "venue.toml"
+    file.write_text('port = 9000\nsession_end = "16:00"\ndata_dir = "/srv/venue"\n')
+    config = load_config(file, environ={"VENUE_PORT": "9100"}, overrides={"data_dir": "/tmp/x"})
+    assert (config.port, config.session_end, str(config.data_dir)) == (9100, "16:00", "/tmp/x")
+    assert config.session_end_minutes == 16 * 60
+    assert load_config(environ={}) == Config()
+    for environ in (
+        {"VENUE_PORT": "http"},
+        {"VENUE_PORT": "70000"},
+        {"VENUE_SESSION_END": "25:00"},
+        {"VENUE_ALLOW_REFERENCE_ENGINE": "maybe"},
+    ):
+        with pytest.raises(ConfigError):
+            load_config(environ=environ)
+
+
+def test_the_reference_engine_is_refused_unless_allowed(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(matching, "IMPLEMENTATION", "py")
+    with pytest.raises(VenueStartupError, match="--allow-reference-engine"):
+        asyncio.run(Venue.open(Config(data_dir=tmp_path / "refused")))
+    assert not (tmp_path / "refused").exists()
+
+    async def allowed() -> None:
+        venue = await Venue.open(
+            Config(data_dir=tmp_path / "allowed", allow_reference_engine=True, seed_demo=False)
+        )
+        await venue.close()
+
+    asyncio.run(allowed())
