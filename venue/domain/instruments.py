@@ -321,7 +321,7 @@ class Instrument:
         """
         if not isinstance(data, Mapping):
             raise VenueError(ErrorCode.BAD_PARAMETER, "instrument must be a JSON object")
-        unknown = sorted(set(data) - set(_WIRE_FIELDS))
+        unknown = sorted(str(key) for key in set(data) - set(_WIRE_FIELDS))
         if unknown:
             raise VenueError(
                 ErrorCode.UNKNOWN_FIELD, f"unknown instrument field(s): {', '.join(unknown)}",

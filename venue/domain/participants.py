@@ -151,7 +151,8 @@ class Participant:
         """From ``{"participant_id", "name", "role", "segment"}``; segment may be absent/null."""
         if not isinstance(data, Mapping):
             raise VenueError(ErrorCode.BAD_PARAMETER, "participant must be a JSON object")
-        unknown = sorted(set(data) - {"participant_id", "name", "role", "segment"})
+        allowed = {"participant_id", "name", "role", "segment"}
+        unknown = sorted(str(key) for key in set(data) - allowed)
         if unknown:
             raise VenueError(
                 ErrorCode.UNKNOWN_FIELD, f"unknown participant field(s): {', '.join(unknown)}",
