@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import statistics
 import sys
@@ -226,32 +227,41 @@ def _replay(book: object, commands: list[Command]) -> None:
         method(*args)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Throughput:
     ops_per_second: list[int]
-    state_hash: str
+    state_hashes: list[str]
 
     @property
     def median(self) -> int:
         return int(statistics.median(self.ops_per_second))
 
 
-def measure_throughput(book_class: type, stream: Stream, repeats: int) -> Throughput:
-    """Median-of-``repeats`` commands/s: fresh book, untimed warm-up, timed replay loop."""
-    rates = []
-    state_hash = ""
+def timed_run(book_class: type, stream: Stream) -> tuple[int, str]:
+    """One run: fresh book, untimed warm-up, timed replay loop -> (commands/s, end state hash)."""
+    book = book_class()
+    _replay(book, stream.warmup)
+    calls = _bind(book, stream.commands)
+    gc.collect()
+    start = time.perf_counter_ns()
+    for method, args in calls:
+        method(*args)
+    elapsed = time.perf_counter_ns() - start
+    return int(len(calls) * 1e9 / elapsed), book.state_hash()
+
+
+def measure_throughput(
+    books: list[tuple[str, type]], stream: Stream, repeats: int
+) -> dict[str, Throughput]:
+    """``repeats`` timed runs per book, interleaved (A B A B ...) so that a change in machine
+    load between runs affects both books alike; the ratio uses the medians."""
+    results = {name: Throughput([], []) for name, _ in books}
     for _ in range(repeats):
-        book = book_class()
-        _replay(book, stream.warmup)
-        calls = _bind(book, stream.commands)
-        gc.collect()
-        start = time.perf_counter_ns()
-        for method, args in calls:
-            method(*args)
-        elapsed = time.perf_counter_ns() - start
-        rates.append(int(len(calls) * 1e9 / elapsed))
-        state_hash = book.state_hash()
-    return Throughput(rates, state_hash)
+        for name, book_class in books:
+            rate, state_hash = timed_run(book_class, stream)
+            results[name].ops_per_second.append(rate)
+            results[name].state_hashes.append(state_hash)
+    return results
 
 
 def timer_overhead_ns() -> int:
@@ -351,11 +361,12 @@ def main(argv: list[str] | None = None) -> int:
           f"mean={int(statistics.mean(samples))} max={max(samples)} end={samples[-1]}")
 
     books = [("reference", reference)] + ([("compiled", compiled)] if compiled else [])
-    throughput = {name: measure_throughput(book, stream, options.repeats) for name, book in books}
+    print(f"load average before timing: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cpus)")
+    throughput = measure_throughput(books, stream, options.repeats)
     for name, result in throughput.items():
         runs = " ".join(str(rate) for rate in result.ops_per_second)
         print(f"throughput {name:<9} median={result.median} ops/s  runs: {runs}")
-    hashes = {result.state_hash for result in throughput.values()}
+    hashes = {digest for result in throughput.values() for digest in result.state_hashes}
     if len(hashes) != 1:
         print(f"FAIL: the books ended in different states: {throughput}", file=sys.stderr)
         return 1
@@ -383,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("targets: " + "; ".join(f"{what}: {'met' if ok else 'MISSED'}"
                                       for what, ok in verdicts))
-    print(f"total wall time {time.perf_counter() - started:.1f}s")
+    print(f"load average after: {os.getloadavg()[0]:.2f}; "
+          f"total wall time {time.perf_counter() - started:.1f}s")
     print(f"RESULT engine_ops_s={engine_ops} reference_ops_s={reference_ops} ratio={ratio:.2f}")
     return 0 if compiled else 2
 
