@@ -1,0 +1,940 @@
+"""``venue-audit``: the settlement clerk's tool to verify and read the venue's ledger.
+
+Reads ``<data_dir>/ledger`` (``blocks/`` and ``checkpoints/`` record logs, see docs/LEDGER.md)
+strictly and read-only, without the ``Ledger`` facade: it must be able to *report* damage (the
+first bad height and what was wrong) rather than refuse to open. Data goes to stdout,
+diagnostics to stderr. Exit status: 0 verified / done, 1 verification failed (or the thing asked
+for is not there), 2 usage error (argparse errors, a missing data directory).
+
+Subcommands: ``verify``, ``show``, ``balances``, ``receipt``, ``verify-receipt``,
+``consistency``, ``export``, ``report``; ``--data-dir`` (default ``./data``) and ``--json``
+everywhere.
+
+Library API (for the benchmark and tests):
+
+- ``verify_ledger(data_dir, *, workers=None, executor="process", pinned_key=None,
+  progress=None) -> VerifyResult``: every check of docs/LEDGER.md section 10. Signature checks
+  (and block decoding and validation, which cost about a fifth as much) run in ``workers``
+  processes (default: all cores); ``workers=1`` checks in-process. ``executor="thread"`` uses
+  threads instead (measured slower: see ``_check_records``).
+- ``read_blocks(data_dir) -> Iterator[SignedBlock]``; ``compute_balances(data_dir, at=None)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.block import (
+    EXTERNAL_PREFIX,
+    KIND_CODES,
+    BlockError,
+    SignedBlock,
+    decode_signed_block,
+    validate_block,
+)
+from ledger.checkpoint import Checkpoint, CheckpointError, parse_checkpoint, verify_checkpoint
+from ledger.hasher import leaf_hash
+from ledger.keys import KeyFileError, key_id, load_public_key, public_key_from_text
+from ledger.ledger import BLOCKS_DIRECTORY, CHECKPOINTS_DIRECTORY
+from ledger.proof import CompactRange, MerkleTree, ProofError, verify_consistency
+from ledger.receipt import ReceiptError, build_receipt, receipt_to_json, verify_receipt
+from ledger.recordlog import LogScanner
+
+CHUNK_RECORDS = 1024  # records per task sent to a worker: big enough to amortise pickling
+_KEY_BLOCK_CODES = (KIND_CODES["genesis"], KIND_CODES["key_rotation"])
+_KIND_BYTE = 5  # offset of the kind code in a block encoding (after magic and version)
+
+
+class AuditUsageError(Exception):
+    """The command line or the data directory is unusable (exit status 2)."""
+
+
+class AuditFailure(Exception):
+    """What was asked for is missing or does not check out (exit status 1)."""
+
+
+# --------------------------------------------------------------------------- locating data
+
+
+def ledger_directory(data_dir: str | os.PathLike[str]) -> Path:
+    """The ledger directory of a venue data directory.
+
+    ``data_dir/ledger`` normally; ``data_dir`` itself if it already is a ledger directory
+    (holds ``blocks/``), so a benchmark can point at a bare ledger.
+    """
+    base = Path(data_dir)
+    if not base.is_dir():
+        raise AuditUsageError(f"data directory {base} does not exist")
+    if (base / BLOCKS_DIRECTORY).is_dir():
+        return base
+    if (base / "ledger" / BLOCKS_DIRECTORY).is_dir():
+        return base / "ledger"
+    raise AuditUsageError(f"no ledger in {base} (expected {base / 'ledger' / BLOCKS_DIRECTORY})")
+
+
+def read_checkpoint_notes(directory: Path) -> tuple[list[str], str | None]:
+    """Every stored checkpoint note in order, and a description of a storage problem if any."""
+    notes: list[str] = []
+    scanner = LogScanner(directory / CHECKPOINTS_DIRECTORY)
+    if not (directory / CHECKPOINTS_DIRECTORY).is_dir():
+        return notes, None
+    for record in scanner:
+        notes.append(record.payload.decode("utf-8", errors="replace"))
+    problem = scanner.problem
+    if problem is not None:
+        return notes, f"checkpoint store: {problem.describe()}"
+    return notes, None
+
+
+def read_blocks(data_dir: str | os.PathLike[str]) -> Iterator[SignedBlock]:
+    """Every block in height order, strictly decoded; ``AuditFailure`` at the first problem.
+
+    No signature checks: use ``verify_ledger`` for those.
+    """
+    scanner = LogScanner(ledger_directory(data_dir) / BLOCKS_DIRECTORY)
+    for record in scanner:
+        try:
+            signed = decode_signed_block(record.payload)
+        except BlockError as error:
+            raise AuditFailure(f"height {record.record_number}: {error}") from error
+        if signed.block.height != record.record_number:
+            raise AuditFailure(
+                f"height {record.record_number}: record holds block {signed.block.height}"
+            )
+        yield signed
+    if scanner.problem is not None:
+        raise AuditFailure(f"height {scanner.problem.record_number}: {scanner.problem.describe()}")
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    """Outcome of ``verify_ledger``. ``ok`` is False exactly when ``problem`` is set."""
+
+    ok: bool
+    blocks: int
+    checkpoints: int
+    tree_size: int
+    root_hash: str
+    genesis_key_id: str | None
+    current_key_id: str | None
+    first_bad_height: int | None = None
+    problem_code: str | None = None
+    problem: str | None = None
+    seconds: float = 0.0
+    workers: int = 1
+    executor: str = "inline"
+    balances: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready summary (balances left out)."""
+        data = asdict(self)
+        del data["balances"]
+        return data
+
+
+class _Stop(Exception):
+    """Internal: the first problem, with its height."""
+
+    def __init__(self, height: int | None, code: str, message: str) -> None:
+        super().__init__(message)
+        self.height = height
+        self.code = code
+        self.message = message
+
+
+def _check_records(
+    task: tuple[list[bytes], dict[str, bytes]],
+) -> list[tuple[Any, ...]]:
+    """Decode, validate and signature-check a run of block records (runs in a worker).
+
+    ``task`` is (records, {key id: raw public key} of every key the chain introduced up to the
+    end of this run). Returns one tuple per record: either ``("error", code, message)`` or
+    ``("ok", height, prev_hash, block_hash, kind, key_id, deltas, introduced_key, trade_id,
+    signature_ok)``. The signature is checked against the key the block *names*; whether that
+    key is the one in force is decided by the sequential pass.
+
+    Why processes by default: decoding and validating a block is pure Python (holds the GIL) and
+    costs about a fifth of an Ed25519 verification, so in threads it serialises; worker processes
+    run it truly in parallel and the main process only does the cheap sequential checks.
+    """
+    records, raw_keys = task
+    keys = {kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in raw_keys.items()}
+    results: list[tuple[Any, ...]] = []
+    # Accounts, assets and key ids repeat in every block; mapping each to one shared object lets
+    # pickle send it once per chunk instead of once per block (about halves the result size).
+    shared: dict[Any, Any] = {}
+    for record in records:
+        try:
+            signed = decode_signed_block(record)
+            block = signed.block
+            validate_block(block)
+        except BlockError as error:
+            results.append(("error", error.code, error.message))
+            continue
+        key = keys.get(block.key_id)
+        signature_ok = False
+        if key is not None:
+            try:
+                key.verify(signed.signature, signed.block_hash)
+                signature_ok = True
+            except InvalidSignature:
+                pass
+        payload = block.payload
+        introduced = None
+        if block.kind == "genesis":
+            introduced = payload["public_key"]
+        elif block.kind == "key_rotation":
+            introduced = payload["new_public_key"]
+        results.append(
+            (
+                "ok",
+                block.height,
+                block.prev_hash,
+                signed.block_hash,
+                block.kind,
+                shared.setdefault(block.key_id, block.key_id),
+                [
+                    (shared.setdefault(account, account), shared.setdefault(asset, asset), amount)
+                    for account, asset, amount in block.deltas
+                ],
+                introduced,
+                payload["trade_id"] if block.kind == "fill" else None,
+                signature_ok,
+            )
+        )
+    return results
+
+
+class _Verifier:
+    """The sequential part of verification: chain, keys, balances, tree, checkpoints."""
+
+    def __init__(self, notes: list[str], pinned_key: bytes | None) -> None:
+        self.pinned_key = pinned_key
+        self.count = 0
+        self.previous_hash: bytes | None = None
+        self.current_key: bytes | None = None
+        self.genesis_key: bytes | None = None
+        self.origin: str | None = None
+        self.balances: dict[tuple[str, str], int] = {}
+        self.trade_ids: set[str] = set()
+        self.tree = CompactRange()
+        self.notes = notes
+        self.parsed: list[tuple[int, str, int]] = []  # (size, note, checkpoint number)
+        for number, note in enumerate(notes):
+            try:
+                checkpoint, _ = parse_checkpoint(note)
+            except CheckpointError as error:
+                raise _Stop(None, "audit.bad_checkpoint", f"checkpoint {number}: {error}") from None
+            self.parsed.append((checkpoint.size, note, number))
+        self.parsed.sort(key=lambda entry: (entry[0], entry[2]))
+        self.next_checkpoint = 0
+
+    def block(self, result: tuple[Any, ...]) -> None:
+        height = self.count
+        if result[0] == "error":
+            raise _Stop(height, result[1], result[2])
+        _, block_height, prev_hash, block_hash, kind, kid, deltas, introduced, trade_id, sig_ok = (
+            result
+        )
+        if block_height != height:
+            raise _Stop(height, "block.bad_height", f"record {height} holds block {block_height}")
+        if height == 0:
+            if kind != "genesis":
+                raise _Stop(0, "block.bad_kind", "the first block is not genesis")
+            self.genesis_key = bytes.fromhex(introduced)
+            if self.pinned_key is not None and self.genesis_key != self.pinned_key:
+                raise _Stop(0, "audit.untrusted_key", "genesis key is not the pinned public key")
+            self.current_key = self.genesis_key
+        else:
+            if kind == "genesis":
+                raise _Stop(height, "block.bad_kind", "a second genesis block")
+            if prev_hash != self.previous_hash:
+                raise _Stop(height, "block.bad_link", "prev_hash is not the previous block's hash")
+        assert self.current_key is not None
+        expected = key_id(self.current_key)
+        if kid != expected:
+            raise _Stop(
+                height, "block.wrong_key", f"signed by key {kid}, key in force is {expected}"
+            )
+        if not sig_ok:
+            raise _Stop(height, "block.bad_signature", "Ed25519 signature does not verify")
+        balances = self.balances
+        updates = []
+        for account, asset, amount in deltas:
+            value = balances.get((account, asset), 0) + amount
+            if value < 0 and not account.startswith(EXTERNAL_PREFIX):
+                raise _Stop(
+                    height, "block.negative_balance", f"{account} would hold {value} {asset}"
+                )
+            updates.append(((account, asset), value))
+        balances.update(updates)
+        if trade_id is not None:
+            if trade_id in self.trade_ids:
+                raise _Stop(height, "audit.duplicate_trade", f"trade {trade_id} settled twice")
+            self.trade_ids.add(trade_id)
+        if kind == "key_rotation":
+            new_key = bytes.fromhex(introduced)
+            if new_key == self.current_key:
+                raise _Stop(height, "block.bad_field", "key rotation to the same key")
+            self.current_key = new_key
+        self.previous_hash = block_hash
+        self.tree.append(leaf_hash(block_hash))
+        self.count += 1
+        self._check_checkpoints_at(self.count)
+
+    def _check_checkpoints_at(self, size: int) -> None:
+        while (
+            self.next_checkpoint < len(self.parsed) and self.parsed[self.next_checkpoint][0] <= size
+        ):
+            checkpoint_size, note, number = self.parsed[self.next_checkpoint]
+            self.next_checkpoint += 1
+            height = max(checkpoint_size - 1, 0)
+            assert self.current_key is not None
+            try:
+                checkpoint = verify_checkpoint(
+                    note, Ed25519PublicKey.from_public_bytes(self.current_key)
+                )
+            except CheckpointError as error:
+                raise _Stop(
+                    height,
+                    "audit.bad_checkpoint",
+                    f"checkpoint {number} (size {checkpoint_size}): {error}",
+                ) from None
+            if checkpoint.root_hash != self.tree.root() or checkpoint_size != size:
+                raise _Stop(
+                    height,
+                    "audit.checkpoint_mismatch",
+                    f"checkpoint {number} (size {checkpoint_size}) root does not match the blocks",
+                )
+
+    def finish(self) -> None:
+        if self.count == 0:
+            raise _Stop(0, "audit.empty", "the ledger holds no blocks")
+        if self.next_checkpoint < len(self.parsed):
+            size, _, number = self.parsed[self.next_checkpoint]
+            raise _Stop(
+                self.count,
+                "audit.missing_blocks",
+                f"checkpoint {number} covers {size} blocks but only {self.count} exist",
+            )
+
+
+def _key_table_update(record: bytes, table: dict[str, bytes]) -> None:
+    """Add the key a genesis or key-rotation record introduces to ``table`` (best effort).
+
+    Runs in the main process on the rare key blocks only (spotted by the kind byte), so workers
+    get every key the chain has introduced so far; a damaged record is simply skipped here and
+    reported by the worker that decodes it.
+    """
+    try:
+        block = decode_signed_block(record).block
+        field_name = "public_key" if block.kind == "genesis" else "new_public_key"
+        raw = bytes.fromhex(block.payload[field_name])
+    except (BlockError, KeyError, TypeError, ValueError):
+        return
+    if len(raw) == 32:
+        table[key_id(raw)] = raw
+
+
+def verify_ledger(
+    data_dir: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    executor: str = "process",
+    pinned_key: Ed25519PublicKey | bytes | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyResult:
+    """Verify the whole ledger of ``data_dir`` and report the first problem, never raising one.
+
+    ``workers`` defaults to ``os.cpu_count()``; 1 means in-process. ``pinned_key`` (the venue's
+    public key from an independent source) must equal the genesis key; without it the genesis
+    key is trusted and reported. ``progress`` is called with the number of blocks checked.
+    Raises only ``AuditUsageError`` (no ledger there).
+    """
+    directory = ledger_directory(data_dir)
+    started = time.perf_counter()
+    workers = workers or os.cpu_count() or 1
+    pinned_raw = None
+    if pinned_key is not None:
+        pinned_raw = pinned_key if isinstance(pinned_key, bytes) else pinned_key.public_bytes_raw()
+    notes, checkpoint_problem = read_checkpoint_notes(directory)
+    mode = "inline" if workers == 1 else executor
+    result = VerifyResult(False, 0, len(notes), 0, "", None, None, workers=workers, executor=mode)
+    verifier: _Verifier | None = None
+    try:
+        verifier = _Verifier(notes, pinned_raw)
+        if checkpoint_problem is not None:
+            raise _Stop(None, "audit.bad_checkpoint", checkpoint_problem)
+        scanner = LogScanner(directory / BLOCKS_DIRECTORY)
+        _run_pipeline(scanner, verifier, workers, mode, progress)
+        if scanner.problem is not None:
+            problem = scanner.problem
+            raise _Stop(problem.record_number, "audit.bad_record", problem.describe())
+        verifier.finish()
+        result.ok = True
+    except _Stop as stop:
+        result.first_bad_height = stop.height
+        result.problem_code = stop.code
+        result.problem = stop.message
+    if verifier is not None:
+        result.blocks = verifier.count
+        result.tree_size = verifier.tree.size
+        result.root_hash = verifier.tree.root().hex()
+        result.genesis_key_id = key_id(verifier.genesis_key) if verifier.genesis_key else None
+        result.current_key_id = key_id(verifier.current_key) if verifier.current_key else None
+        result.balances = verifier.balances
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _run_pipeline(
+    scanner: LogScanner,
+    verifier: _Verifier,
+    workers: int,
+    mode: str,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Feed record chunks to workers in order and apply their results sequentially.
+
+    At most ``2 * workers + 1`` chunks are in flight, so memory stays bounded for any size.
+    Stops at the first problem (``_Stop``), cancelling what is still queued.
+    """
+    key_table: dict[str, bytes] = {}
+
+    def chunks() -> Iterator[tuple[list[bytes], dict[str, bytes]]]:
+        chunk: list[bytes] = []
+        for record in scanner:
+            payload = record.payload
+            if len(payload) > _KIND_BYTE and payload[_KIND_BYTE] in _KEY_BLOCK_CODES:
+                _key_table_update(payload, key_table)
+            chunk.append(payload)
+            if len(chunk) == CHUNK_RECORDS:
+                yield chunk, dict(key_table)
+                chunk = []
+        if chunk:
+            yield chunk, dict(key_table)
+
+    def consume(results: list[tuple[Any, ...]]) -> None:
+        for entry in results:
+            verifier.block(entry)
+        if progress is not None:
+            progress(verifier.count)
+
+    if mode == "inline":
+        for task in chunks():
+            consume(_check_records(task))
+        return
+    pool: Executor
+    if mode == "process":
+        pool = ProcessPoolExecutor(max_workers=workers)
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers)
+    pending: list[Future[list[tuple[Any, ...]]]] = []
+    try:
+        for task in chunks():
+            pending.append(pool.submit(_check_records, task))
+            while len(pending) > 2 * workers:
+                consume(pending.pop(0).result())
+        while pending:
+            consume(pending.pop(0).result())
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------- other reads
+
+
+def compute_balances(
+    data_dir: str | os.PathLike[str], at: int | None = None
+) -> dict[tuple[str, str], int]:
+    """Balances after applying blocks ``0..at`` inclusive (all blocks when ``at`` is None)."""
+    balances: dict[tuple[str, str], int] = defaultdict(int)
+    last_height = -1
+    for signed in read_blocks(data_dir):
+        if at is not None and signed.height > at:
+            break
+        last_height = signed.height
+        for account, asset, amount in signed.block.deltas:
+            balances[account, asset] += amount
+    if at is not None and at > last_height:
+        raise AuditFailure(f"height {at} is beyond the ledger (last height {last_height})")
+    return dict(balances)
+
+
+def block_to_json(signed: SignedBlock) -> dict[str, Any]:
+    """A JSON-ready view of a block (hashes and signature in hex)."""
+    block = signed.block
+    return {
+        "height": block.height,
+        "kind": block.kind,
+        "timestamp_ns": block.timestamp_ns,
+        "key_id": block.key_id,
+        "prev_hash": block.prev_hash.hex(),
+        "block_hash": signed.block_hash.hex(),
+        "signature": signed.signature.hex(),
+        "payload": block.payload,
+        "deltas": [list(delta) for delta in block.deltas],
+    }
+
+
+def _trusted_keys(data_dir: str | os.PathLike[str]) -> list[Ed25519PublicKey]:
+    """Every key the chain introduced (genesis, rotations), in order."""
+    keys = []
+    for signed in read_blocks(data_dir):
+        block = signed.block
+        if block.kind == "genesis":
+            keys.append(public_key_from_text(block.payload["public_key"]))
+        elif block.kind == "key_rotation":
+            keys.append(public_key_from_text(block.payload["new_public_key"]))
+    return keys
+
+
+def make_receipt(data_dir: str | os.PathLike[str], trade_id: str) -> dict[str, Any]:
+    """A receipt for ``trade_id`` against the newest stored checkpoint that covers it."""
+    directory = ledger_directory(data_dir)
+    notes, problem = read_checkpoint_notes(directory)
+    if problem is not None:
+        raise AuditFailure(problem)
+    tree = MerkleTree()
+    record: bytes | None = None
+    height = -1
+    for signed in read_blocks(data_dir):
+        tree.append(signed.leaf_hash)
+        if signed.block.kind == "fill" and signed.block.payload["trade_id"] == trade_id:
+            record, height = signed.to_bytes(), signed.height
+    if record is None:
+        raise AuditFailure(f"no fill with trade id {trade_id!r}")
+    covering = []
+    for note in notes:
+        checkpoint, _ = parse_checkpoint(note)
+        if height < checkpoint.size <= tree.size:
+            covering.append((checkpoint.size, note, checkpoint.root_hash))
+    if not covering:
+        raise AuditFailure(f"no stored checkpoint covers height {height} yet")
+    size, note, root = max(covering, key=lambda entry: entry[0])
+    if tree.root(size) != root:
+        raise AuditFailure(f"the checkpoint of size {size} does not match the blocks")
+    return build_receipt(record, height, size, tree.inclusion_proof(height, size), note)
+
+
+def segment_pair(buyer_segment: str, seller_segment: str) -> str:
+    """Order-free segment pair name: interbank-interbank, interbank-exchange, exchange-exchange."""
+    if buyer_segment == seller_segment:
+        return f"{buyer_segment}-{seller_segment}"
+    return "interbank-exchange"
+
+
+def volume_report(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Fill count, quantity and settlement amount by instrument and by segment pair."""
+    by_instrument: dict[str, dict[str, int]] = {}
+    by_pair: dict[str, dict[str, int]] = {
+        pair: {"count": 0, "qty": 0, "settlement_amount": 0}
+        for pair in ("interbank-interbank", "interbank-exchange", "exchange-exchange")
+    }
+    totals = {"count": 0, "qty": 0, "settlement_amount": 0}
+    for signed in read_blocks(data_dir):
+        if signed.block.kind != "fill":
+            continue
+        fill = signed.block.payload
+        rows = (
+            by_instrument.setdefault(
+                fill["instrument"], {"count": 0, "qty": 0, "settlement_amount": 0}
+            ),
+            by_pair[segment_pair(fill["buyer_segment"], fill["seller_segment"])],
+            totals,
+        )
+        for row in rows:
+            row["count"] += 1
+            row["qty"] += fill["qty"]
+            row["settlement_amount"] += fill["settlement_amount"]
+    return {
+        "by_instrument": dict(sorted(by_instrument.items())),
+        "by_segment_pair": by_pair,
+        "total": totals,
+    }
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _format_amount(asset: str, amount: int) -> str:
+    """Cash in yuan with 2 decimals (fen inside); units as plain integers."""
+    if asset != "CNY":
+        return str(amount)
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{abs(amount) // 100}.{abs(amount) % 100:02d}"
+
+
+def _emit_json(out: TextIO, value: Any) -> None:
+    out.write(json.dumps(value, sort_keys=True) + "\n")
+
+
+class _Progress:
+    """A one-line progress display on stderr, only when stderr is a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.started = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, count: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < 0.2:
+            return
+        self.last = now
+        rate = count / max(now - self.started, 1e-9)
+        self.stream.write(f"\rverifying: {count:,} blocks ({rate:,.0f}/s)")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _load_key_argument(text: str) -> Ed25519PublicKey:
+    """``--pubkey``: a file holding a public key, or the key text itself."""
+    path = Path(text)
+    try:
+        if path.is_file():
+            return load_public_key(path)
+        return public_key_from_text(text)
+    except KeyFileError as error:
+        raise AuditUsageError(f"--pubkey: {error}") from error
+
+
+def _command_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    pinned = _load_key_argument(args.pubkey) if args.pubkey else None
+    progress = _Progress(err)
+    result = verify_ledger(
+        args.data_dir, workers=args.workers, pinned_key=pinned, progress=progress
+    )
+    progress.done()
+    if args.json:
+        _emit_json(out, result.to_json())
+    elif result.ok:
+        out.write(
+            f"verified {result.blocks} blocks and {result.checkpoints} checkpoints "
+            f"(root {result.root_hash}, genesis key {result.genesis_key_id}, "
+            f"current key {result.current_key_id}) in {result.seconds:.2f} s\n"
+        )
+    if not result.ok:
+        where = "" if result.first_bad_height is None else f"height {result.first_bad_height}: "
+        err.write(f"venue-audit: verification failed at {where}{result.problem_code}: ")
+        err.write(f"{result.problem}\n")
+        return 1
+    return 0
+
+
+def _command_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.height is not None and (args.from_height is not None or args.to_height is not None):
+        raise AuditUsageError("give HEIGHT or --from/--to, not both")
+    low = args.height if args.height is not None else (args.from_height or 0)
+    high = args.height if args.height is not None else args.to_height
+    shown = 0
+    for signed in read_blocks(args.data_dir):
+        if signed.height < low:
+            continue
+        if high is not None and signed.height > high:
+            break
+        shown += 1
+        view = block_to_json(signed)
+        if args.json:
+            _emit_json(out, view)
+            continue
+        out.write(
+            f"#{view['height']} {view['kind']} t={view['timestamp_ns']} key={view['key_id']} "
+            f"hash={view['block_hash'][:16]}\n"
+            f"  payload {json.dumps(view['payload'], sort_keys=True)}\n"
+        )
+        for account, asset, amount in signed.block.deltas:
+            out.write(f"  {account:<24} {asset:<20} {amount:+d}\n")
+    if shown == 0:
+        raise AuditFailure("no block in the requested range")
+    return 0
+
+
+def _command_balances(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    balances = compute_balances(args.data_dir, args.at)
+    rows = sorted(
+        (account, asset, amount)
+        for (account, asset), amount in balances.items()
+        if args.account is None or account == args.account
+    )
+    if args.json:
+        _emit_json(out, [{"account": a, "asset": s, "balance": amount} for a, s, amount in rows])
+        return 0
+    for account, asset, amount in rows:
+        out.write(f"{account:<24} {asset:<20} {_format_amount(asset, amount):>20}\n")
+    return 0
+
+
+def _command_receipt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    receipt = make_receipt(args.data_dir, args.trade_id)
+    out.write(receipt_to_json(receipt) if not args.json else json.dumps(receipt) + "\n")
+    return 0
+
+
+def _command_verify_receipt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    keys = [_load_key_argument(text) for text in args.pubkey]
+    try:
+        text = Path(args.file).read_text()
+    except OSError as error:
+        raise AuditUsageError(f"cannot read {args.file}: {error}") from error
+    try:
+        verified = verify_receipt(text, keys)
+    except ReceiptError as error:
+        if args.json:
+            _emit_json(out, {"ok": False, "code": error.code, "problem": error.message})
+        err.write(f"venue-audit: receipt does not verify: {error}\n")
+        return 1
+    summary = {
+        "ok": True,
+        "height": verified.height,
+        "trade_id": verified.trade_id,
+        "block_hash": verified.block_hash.hex(),
+        "origin": verified.origin,
+        "tree_size": verified.tree_size,
+        "root_hash": verified.root_hash.hex(),
+        "fill": verified.fill,
+    }
+    if args.json:
+        _emit_json(out, summary)
+    else:
+        out.write(
+            f"receipt verified: trade {verified.trade_id} is block {verified.height} of "
+            f"{verified.origin} at size {verified.tree_size}\n"
+        )
+    return 0
+
+
+def _command_consistency(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        old_note = Path(args.old_checkpoint).read_text()
+    except OSError as error:
+        raise AuditUsageError(f"cannot read {args.old_checkpoint}: {error}") from error
+    directory = ledger_directory(args.data_dir)
+    notes, problem = read_checkpoint_notes(directory)
+    if problem is not None:
+        raise AuditFailure(problem)
+    if not notes:
+        raise AuditFailure("the ledger has no stored checkpoint yet")
+    keys = _trusted_keys(args.data_dir)
+    old = _verify_with_any(old_note, keys, "old checkpoint")
+    new = _verify_with_any(notes[-1], keys, "newest checkpoint")
+    tree = MerkleTree.from_leaf_hashes(signed.leaf_hash for signed in read_blocks(args.data_dir))
+    if new.size > tree.size or tree.root(new.size) != new.root_hash:
+        raise AuditFailure("the newest stored checkpoint does not match the blocks")
+    if old.size > new.size or old.origin != new.origin:
+        raise AuditFailure(f"old checkpoint (size {old.size}) is not an earlier state of this log")
+    proof = tree.consistency_proof(old.size, new.size) if 0 < old.size < new.size else []
+    try:
+        if old.size == 0:
+            if old.root_hash != MerkleTree().root():
+                raise ProofError("an empty tree has the empty root")
+        else:
+            verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+    except ProofError as error:
+        if args.json:
+            _emit_json(out, {"consistent": False, "problem": str(error)})
+        err.write(f"venue-audit: NOT consistent: {error}\n")
+        return 1
+    result = {
+        "consistent": True,
+        "old_size": old.size,
+        "new_size": new.size,
+        "old_root": old.root_hash.hex(),
+        "new_root": new.root_hash.hex(),
+        "proof": [node.hex() for node in proof],
+        "new_checkpoint": notes[-1],
+    }
+    if args.json:
+        _emit_json(out, result)
+    else:
+        out.write(
+            f"consistent: the log at size {old.size} is a prefix of the log at size {new.size} "
+            f"({len(proof)} proof hashes)\n"
+        )
+    return 0
+
+
+def _verify_with_any(note: str, keys: Sequence[Ed25519PublicKey], what: str) -> Checkpoint:
+    last_error: CheckpointError | None = None
+    for key in keys:
+        try:
+            return verify_checkpoint(note, key)
+        except CheckpointError as error:
+            last_error = error
+    raise AuditFailure(f"{what} is not signed by any venue key: {last_error}")
+
+
+def _command_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.format == "jsonl":
+        for signed in read_blocks(args.data_dir):
+            _emit_json(out, block_to_json(signed))
+        return 0
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["height", "timestamp_ns", "kind", "key_id", "block_hash", "payload", "deltas"])
+    for signed in read_blocks(args.data_dir):
+        block = signed.block
+        writer.writerow(
+            [
+                block.height,
+                block.timestamp_ns,
+                block.kind,
+                block.key_id,
+                signed.block_hash.hex(),
+                json.dumps(block.payload, sort_keys=True, separators=(",", ":")),
+                json.dumps([list(delta) for delta in block.deltas], separators=(",", ":")),
+            ]
+        )
+    return 0
+
+
+def _command_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    report = volume_report(args.data_dir)
+    if args.json:
+        _emit_json(out, report)
+        return 0
+    out.write(f"{'instrument':<24} {'fills':>8} {'qty':>14} {'amount (CNY)':>20}\n")
+    for name, row in report["by_instrument"].items():
+        out.write(
+            f"{name:<24} {row['count']:>8} {row['qty']:>14} "
+            f"{_format_amount('CNY', row['settlement_amount']):>20}\n"
+        )
+    out.write(f"\n{'segment pair':<24} {'fills':>8} {'qty':>14} {'amount (CNY)':>20}\n")
+    for name, row in [*report["by_segment_pair"].items(), ("total", report["total"])]:
+        out.write(
+            f"{name:<24} {row['count']:>8} {row['qty']:>14} "
+            f"{_format_amount('CNY', row['settlement_amount']):>20}\n"
+        )
+    return 0
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser (``--data-dir`` and ``--json`` accepted before or after a command)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help="venue data directory holding ledger/ (default: ./data)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    parser = argparse.ArgumentParser(
+        prog="venue-audit",
+        description="Verify and read the ABS Venue ledger. Exit 0 ok, 1 failed, 2 usage error.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    verify = commands.add_parser(
+        "verify", parents=[common], help="check checksums, links, signatures, checkpoints"
+    )
+    verify.add_argument("--pubkey", help="pin the venue public key (file or hex/base64 text)")
+    verify.add_argument(
+        "--workers", type=_non_negative, default=None, help="processes (default: all cores)"
+    )
+    verify.set_defaults(handler=_command_verify)
+
+    show = commands.add_parser("show", parents=[common], help="print blocks")
+    show.add_argument("height", nargs="?", type=_non_negative, help="one block height")
+    show.add_argument("--from", dest="from_height", type=_non_negative, help="first height")
+    show.add_argument("--to", dest="to_height", type=_non_negative, help="last height")
+    show.set_defaults(handler=_command_show)
+
+    balances = commands.add_parser("balances", parents=[common], help="recompute balances")
+    balances.add_argument("--at", type=_non_negative, help="after this height (default: all)")
+    balances.add_argument("--account", help="only this account")
+    balances.set_defaults(handler=_command_balances)
+
+    receipt = commands.add_parser("receipt", parents=[common], help="receipt for a fill")
+    receipt.add_argument("trade_id", metavar="TRADE_ID")
+    receipt.set_defaults(handler=_command_receipt)
+
+    check = commands.add_parser("verify-receipt", parents=[common], help="check a receipt")
+    check.add_argument("file", metavar="FILE")
+    check.add_argument(
+        "--pubkey",
+        required=True,
+        action="append",
+        help="venue public key (file or text); repeat for a rotated key",
+    )
+    check.set_defaults(handler=_command_verify_receipt)
+
+    consistency = commands.add_parser(
+        "consistency", parents=[common], help="prove an old checkpoint is a prefix of the log"
+    )
+    consistency.add_argument("old_checkpoint", metavar="OLD_CHECKPOINT")
+    consistency.set_defaults(handler=_command_consistency)
+
+    export = commands.add_parser("export", parents=[common], help="dump every block")
+    export.add_argument("--format", choices=["csv", "jsonl"], required=True)
+    export.set_defaults(handler=_command_export)
+
+    report = commands.add_parser("report", parents=[common], help="volume by instrument/segment")
+    report.set_defaults(handler=_command_report)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """Console entry point; returns the exit status (0 ok, 1 failed, 2 usage)."""
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    args.data_dir = getattr(args, "data_dir", "./data")
+    args.json = getattr(args, "json", False)
+    try:
+        ledger_directory(args.data_dir)
+        return args.handler(args, out, err)
+    except AuditUsageError as error:
+        err.write(f"venue-audit: {error}\n")
+        return 2
+    except AuditFailure as error:
+        if args.json:
+            _emit_json(out, {"ok": False, "problem": str(error)})
+        err.write(f"venue-audit: {error}\n")
+        return 1
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
