@@ -182,8 +182,8 @@ class Participant:
 
 
 def parse_scopes(values: Iterable[object]) -> frozenset[Scope]:
-    """Wire scope names -> a frozenset of ``Scope`` (``auth.insufficient_scope`` never; a bad
-    name is ``validation.bad_parameter``)."""
+    """Wire scope names -> a frozenset of ``Scope``; an unknown name is
+    ``validation.bad_parameter``."""
     scopes = set()
     for value in values:
         if not isinstance(value, str) or value not in Scope._value2member_map_:
