@@ -1,0 +1,309 @@
+"""The venue-audit command line: every subcommand, --json, exit codes 0/1/2, parallel verify."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledger.audit import main, segment_pair, verify_ledger
+from ledger.block import decode_signed_block
+from ledger.keys import generate_private_key, public_key_to_text
+from ledger.ledger import Ledger
+from ledger.recordlog import LogScanner, frame_record
+from tests.ledger.test_tamper import (
+    INSTRUMENTS,
+    PARTICIPANTS,
+    BuiltLedger,
+    build_mixed_ledger,
+    fill_payload,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> BuiltLedger:
+    return build_mixed_ledger(tmp_path_factory.mktemp("audit") / "data", fills=120)
+
+
+def test_verify_ok_text_and_json(built: BuiltLedger) -> None:
+    code, out, err = run("--data-dir", str(built.data_dir), "verify")
+    assert code == 0 and out.startswith(f"verified {built.block_count} blocks") and err == ""
+    code, out, _ = run("verify", "--data-dir", str(built.data_dir), "--json", "--workers", "1")
+    summary = json.loads(out)
+    assert code == 0 and summary["ok"] is True and summary["blocks"] == built.block_count
+    assert summary["first_bad_height"] is None
+
+
+def test_verify_with_pinned_key(built: BuiltLedger, tmp_path: Path) -> None:
+    genesis_key = public_key_to_text(built.first_key)
+    assert run("verify", "--data-dir", str(built.data_dir), "--pubkey", genesis_key)[0] == 0
+    stranger = public_key_to_text(generate_private_key())
+    code, _, err = run("verify", "--data-dir", str(built.data_dir), "--pubkey", stranger)
+    assert code == 1 and "height 0" in err and "audit.untrusted_key" in err
+    key_file = tmp_path / "venue.pub"
+    key_file.write_text(genesis_key + "\n")
+    assert run("verify", "--data-dir", str(built.data_dir), "--pubkey", str(key_file))[0] == 0
+
+
+def test_verify_failure_names_height_on_stderr_and_in_json(
+    built: BuiltLedger, tmp_path: Path
+) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(built.data_dir, copy)
+    record = list(LogScanner(copy / "ledger" / "blocks"))[33]
+    path = Path(record.path)
+    data = bytearray(path.read_bytes())
+    data[record.offset + 8 + 80] ^= 0x20
+    path.write_bytes(bytes(data))
+    code, out, err = run("verify", "--data-dir", str(copy))
+    assert code == 1 and out == "" and "height 33" in err
+    code, out, _ = run("verify", "--data-dir", str(copy), "--json")
+    assert code == 1 and json.loads(out)["first_bad_height"] == 33
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+def test_parallel_verify_agrees_with_inline(
+    built: BuiltLedger, tmp_path: Path, executor: str
+) -> None:
+    inline = verify_ledger(built.data_dir, workers=1)
+    parallel = verify_ledger(built.data_dir, workers=2, executor=executor)
+    assert parallel.ok and inline.ok and parallel.executor == executor
+    assert (parallel.root_hash, parallel.blocks, parallel.balances) == (
+        inline.root_hash,
+        inline.blocks,
+        inline.balances,
+    )
+    copy = tmp_path / "data"
+    shutil.copytree(built.data_dir, copy)
+    record = list(LogScanner(copy / "ledger" / "blocks"))[70]
+    changed = bytearray(record.payload)
+    changed[-1] ^= 1  # the signature, with the frame checksum recomputed
+    path = Path(record.path)
+    data = path.read_bytes()
+    path.write_bytes(
+        data[: record.offset]
+        + frame_record(bytes(changed))
+        + data[record.offset + 8 + len(changed) :]
+    )
+    result = verify_ledger(copy, workers=2, executor=executor)
+    assert not result.ok and result.first_bad_height == 70
+    assert result.problem_code == "block.bad_signature"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["frobnicate"],
+        ["show", "--from", "-3"],
+        ["export"],
+        ["export", "--format", "xml"],
+        ["verify-receipt", "somefile"],
+        ["balances", "--at", "x"],
+    ],
+)
+def test_usage_errors_exit_2(built: BuiltLedger, argv: list[str]) -> None:
+    code, _, _ = run("--data-dir", str(built.data_dir), *argv)
+    assert code == 2
+
+
+def test_missing_data_dir_is_a_usage_error(tmp_path: Path) -> None:
+    code, out, err = run("--data-dir", str(tmp_path / "absent"), "verify")
+    assert code == 2 and out == "" and "does not exist" in err
+    code, _, err = run("--data-dir", str(tmp_path), "report")
+    assert code == 2 and "no ledger" in err
+
+
+def test_console_entry_point_exit_codes(built: BuiltLedger, tmp_path: Path) -> None:
+    def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ledger.audit", *argv],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert cli("--data-dir", str(tmp_path / "nope"), "verify").returncode == 2
+    assert cli("--data-dir", str(built.data_dir), "bogus").returncode == 2
+    done = cli("--data-dir", str(built.data_dir), "verify", "--workers", "1")
+    assert done.returncode == 0 and done.stderr == ""  # no progress bar without a terminal
+
+
+def test_show_single_range_and_missing(built: BuiltLedger) -> None:
+    code, out, _ = run("show", "5", "--data-dir", str(built.data_dir), "--json")
+    assert code == 0
+    blocks = [json.loads(line) for line in out.splitlines()]
+    assert [b["height"] for b in blocks] == [5]
+    code, out, _ = run("show", "--from", "3", "--to", "6", "--data-dir", str(built.data_dir))
+    assert code == 0 and [line.split()[0] for line in out.splitlines() if line.startswith("#")] == [
+        "#3",
+        "#4",
+        "#5",
+        "#6",
+    ]
+    assert run("show", "100000", "--data-dir", str(built.data_dir))[0] == 1
+    assert run("show", "3", "--from", "1", "--data-dir", str(built.data_dir))[0] == 2
+
+
+def test_export_jsonl_and_csv(built: BuiltLedger) -> None:
+    code, out, _ = run("export", "--format", "jsonl", "--data-dir", str(built.data_dir))
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(lines) == built.block_count
+    assert [line["height"] for line in lines] == list(range(built.block_count))
+    code, out, _ = run("export", "--format", "csv", "--data-dir", str(built.data_dir))
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == built.block_count
+    fills = [row for row in rows if row["kind"] == "fill"]
+    assert {json.loads(row["payload"])["trade_id"] for row in fills} == set(built.trade_ids)
+    assert rows[7]["block_hash"] == lines[7]["block_hash"]
+
+
+def test_report_volumes_by_instrument_and_segment_pair(built: BuiltLedger) -> None:
+    code, out, _ = run("report", "--json", "--data-dir", str(built.data_dir))
+    report = json.loads(out)
+    fills = [
+        decode_signed_block(r.payload).block.payload
+        for r in LogScanner(built.data_dir / "ledger" / "blocks")
+        if decode_signed_block(r.payload).block.kind == "fill"
+    ]
+    assert code == 0 and report["total"]["count"] == len(fills) == len(built.trade_ids)
+    assert report["total"]["qty"] == sum(f["qty"] for f in fills)
+    assert report["total"]["settlement_amount"] == sum(f["settlement_amount"] for f in fills)
+    pairs = report["by_segment_pair"]
+    assert sum(row["count"] for row in pairs.values()) == len(fills)
+    mixed = [f for f in fills if f["buyer_segment"] != f["seller_segment"]]
+    assert pairs["interbank-exchange"]["qty"] == sum(f["qty"] for f in mixed)
+    assert set(report["by_instrument"]) <= set(INSTRUMENTS)
+    assert sum(row["qty"] for row in report["by_instrument"].values()) == report["total"]["qty"]
+    code, text, _ = run("report", "--data-dir", str(built.data_dir))
+    assert code == 0 and "interbank-exchange" in text and "total" in text
+
+
+def test_segment_pair_is_order_free() -> None:
+    assert segment_pair("exchange", "interbank") == segment_pair("interbank", "exchange")
+    assert segment_pair("exchange", "exchange") == "exchange-exchange"
+
+
+def test_receipt_and_verify_receipt(built: BuiltLedger, tmp_path: Path) -> None:
+    trade_id = built.trade_ids[10]  # settled before the key rotation
+    code, out, _ = run("receipt", trade_id, "--data-dir", str(built.data_dir))
+    assert code == 0
+    receipt_file = tmp_path / "receipt.json"
+    receipt_file.write_text(out)
+    old, new = public_key_to_text(built.first_key), public_key_to_text(built.second_key)
+    data = str(built.data_dir)
+    code, out, _ = run(
+        "verify-receipt", str(receipt_file), "--pubkey", old, "--pubkey", new, "--data-dir", data
+    )
+    assert code == 0 and trade_id in out
+    # Signed by the old key, checkpointed under the new one: one key alone is not enough.
+    code, out, err = run("verify-receipt", str(receipt_file), "--pubkey", old, "--data-dir", data)
+    assert code == 1 and "does not verify" in err
+    tampered = json.loads(receipt_file.read_text())
+    tampered["leaf_index"] += 1
+    receipt_file.write_text(json.dumps(tampered))
+    code, out, _ = run(
+        "verify-receipt", str(receipt_file), "--pubkey", old, "--pubkey", new, "--json",
+        "--data-dir", data,
+    )  # fmt: skip
+    assert code == 1 and json.loads(out)["ok"] is False
+    assert run("receipt", "T-NOPE", "--data-dir", data)[0] == 1
+
+
+def test_consistency_of_old_checkpoints(built: BuiltLedger, tmp_path: Path) -> None:
+    notes = [r.payload.decode() for r in LogScanner(built.data_dir / "ledger" / "checkpoints")]
+    assert len(notes) >= 2
+    old_file = tmp_path / "old.checkpoint"
+    old_file.write_text(notes[0])
+    code, out, _ = run("consistency", str(old_file), "--json", "--data-dir", str(built.data_dir))
+    result = json.loads(out)
+    assert code == 0 and result["consistent"] and result["new_checkpoint"] == notes[-1]
+    assert result["old_size"] < result["new_size"] and result["proof"]
+    # A checkpoint of a forked history, validly signed by the venue key, is not consistent.
+    from ledger.checkpoint import make_checkpoint, parse_checkpoint, sign_checkpoint
+
+    old = parse_checkpoint(notes[0])[0]
+    fork = make_checkpoint(old.origin, old.size, bytes(32))
+    old_file.write_text(sign_checkpoint(fork, built.first_key))
+    code, _, err = run("consistency", str(old_file), "--data-dir", str(built.data_dir))
+    assert code == 1 and "NOT consistent" in err
+    old_file.write_text(sign_checkpoint(old, generate_private_key()))
+    code, _, err = run("consistency", str(old_file), "--data-dir", str(built.data_dir))
+    assert code == 1 and "not signed by any venue key" in err
+
+
+def test_balances_equal_the_ledgers_own_after_a_random_stream(tmp_path: Path) -> None:
+    rng = random.Random(99)
+    key = generate_private_key()
+    ledger = Ledger.open(tmp_path / "data" / "ledger", key, signer="thread")
+    names = list(PARTICIPANTS)
+    for participant, segment in PARTICIPANTS.items():
+        ledger.append(
+            "participant_admitted",
+            {"participant_id": participant, "segment": segment, "role": "market_maker"},
+        )
+    snapshot_height, snapshot = None, None
+    for step in range(300):
+        choice = rng.random()
+        account = rng.choice(names)
+        asset = rng.choice(["CNY", *INSTRUMENTS])
+        try:
+            if choice < 0.3:
+                source = "external:bank" if asset == "CNY" else "external:issuer"
+                amount = rng.randint(1, 10**9 if asset == "CNY" else 500)
+                payload = {"account": account, "asset": asset, "amount": amount, "source": source}
+                ledger.append("deposit", payload)
+            elif choice < 0.4:
+                amount = rng.randint(1, 10**6)
+                payload = {
+                    "account": account, "asset": asset, "amount": amount,
+                    "destination": "external:bank",
+                }  # fmt: skip
+                ledger.append("withdrawal", payload)
+            else:
+                buyer, seller = rng.sample(names, 2)
+                trade = fill_payload(
+                    f"R-{step}", rng.choice(INSTRUMENTS), buyer, seller, rng.randint(1, 40)
+                )
+                ledger.append("fill", trade)
+        except Exception as error:  # a refused block (would overdraw): part of a random stream
+            assert getattr(error, "code", "").startswith(("block.negative", "ledger.")), error
+        if step == 150:
+            ledger.flush()
+            snapshot_height, snapshot = ledger.height, ledger.balances()
+    ledger.flush()
+    expected = {key: value for key, value in ledger.balances().items() if value}
+    ledger.close()
+    data = str(tmp_path / "data")
+    code, out, _ = run("balances", "--json", "--data-dir", data)
+    got = {(row["account"], row["asset"]): row["balance"] for row in json.loads(out)}
+    assert code == 0 and {k: v for k, v in got.items() if v} == expected
+    assert len([v for v in expected.values() if v > 0]) > 10
+    code, out, _ = run("balances", "--json", "--at", str(snapshot_height), "--data-dir", data)
+    at = {(row["account"], row["asset"]): row["balance"] for row in json.loads(out)}
+    assert snapshot is not None
+    assert {k: v for k, v in at.items() if v} == {k: v for k, v in snapshot.items() if v}
+    code, out, _ = run("balances", "--json", "--account", "P-IB1", "--data-dir", data)
+    assert code == 0 and {row["account"] for row in json.loads(out)} == {"P-IB1"}
+    code, text, _ = run("balances", "--account", "P-IB1", "--data-dir", data)
+    cash = expected.get(("P-IB1", "CNY"), 0)
+    assert f"{cash // 100}.{cash % 100:02d}" in text
+    assert run("balances", "--at", "100000", "--data-dir", data)[0] == 1
+    assert verify_ledger(data, workers=1).ok
