@@ -51,6 +51,7 @@ A failed write, fsync or signer is fatal: the ledger refuses every later append 
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 import subprocess
@@ -59,6 +60,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -299,6 +301,109 @@ class _ProcessSigner:
 
 
 # --------------------------------------------------------------------------------------------
+# Fast block scan for opening
+
+
+_GENESIS_CODE = blocks.KIND_CODES["genesis"]
+_FILL_CODE = blocks.KIND_CODES["fill"]
+_KEY_BLOCK_CODES = frozenset((_GENESIS_CODE, blocks.KIND_CODES["key_rotation"]))
+_TRADE_ID_KEY = b'"trade_id":"'
+
+
+@dataclass(frozen=True, slots=True)
+class _ScannedBlock:
+    """What opening needs from one stored block."""
+
+    height: int
+    kind_code: int
+    timestamp_ns: int
+    prev_hash: bytes
+    raw_key_id: bytes
+    block_hash: bytes
+    deltas: list[tuple[str, str, int]]
+    trade_id: str | None
+    next_key_id: bytes | None
+
+
+def _fill_trade_id(payload: bytes) -> str | None:
+    """The trade id of a canonical fill payload, found without parsing all of the JSON.
+
+    In canonical JSON a quote inside a string is escaped, so the byte sequence
+    ``"trade_id":"`` can only be a key; a fill payload is flat, so it occurs once. Anything
+    else (absent, repeated, escapes in the value) falls back to ``json.loads``.
+    """
+    start = payload.find(_TRADE_ID_KEY)
+    if start >= 0 and payload.find(_TRADE_ID_KEY, start + 1) < 0:
+        start += len(_TRADE_ID_KEY)
+        end = payload.find(b'"', start)
+        value = payload[start:end]
+        if end > start and b"\\" not in value:
+            return value.decode("ascii")
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        return None
+    trade_id = parsed.get("trade_id") if isinstance(parsed, dict) else None
+    return trade_id if isinstance(trade_id, str) else None
+
+
+def _scan_block(record: bytes) -> _ScannedBlock | None:
+    """Read a stored block along the documented layout (docs/LEDGER.md), fast.
+
+    Returns None for anything unusual -- a short or malformed record, a fill without a string
+    trade id -- so the caller falls back to the strict decoder, which names the problem. The
+    header, height, link and key checks are the caller's; of the payload only a fill's trade
+    id is read. Deltas come back as plain (account, asset, amount) tuples.
+    """
+    header = blocks.HEADER
+    if len(record) < header.size + 4 + blocks.SIGNATURE_SIZE:
+        return None
+    magic, version, kind_code, height, timestamp_ns, prev_hash, raw_key_id, payload_length = (
+        header.unpack_from(record, 0)
+    )
+    if magic != blocks.MAGIC or version != blocks.FORMAT_VERSION or kind_code >= len(blocks.KINDS):
+        return None
+    position = header.size + payload_length
+    trade_id = None
+    if kind_code == _FILL_CODE:
+        trade_id = _fill_trade_id(record[header.size : position])
+        if trade_id is None:
+            return None
+    end = len(record) - blocks.SIGNATURE_SIZE
+    if position + 4 > end:
+        return None
+    count = int.from_bytes(record[position : position + 4], "big")
+    position += 4
+    deltas = []
+    try:
+        for _ in range(count):
+            length = (record[position] << 8) | record[position + 1]
+            account = record[position + 2 : position + 2 + length].decode("ascii")
+            position += 2 + length
+            length = (record[position] << 8) | record[position + 1]
+            asset = record[position + 2 : position + 2 + length].decode("ascii")
+            position += 2 + length
+            amount = int.from_bytes(record[position : position + 8], "big", signed=True)
+            position += 8
+            deltas.append((account, asset, amount))
+    except (IndexError, UnicodeDecodeError):
+        return None
+    if position != end:
+        return None
+    return _ScannedBlock(
+        height,
+        kind_code,
+        timestamp_ns,
+        prev_hash,
+        raw_key_id,
+        sha256(memoryview(record)[:end]).digest(),
+        deltas,
+        trade_id,
+        None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # The ledger
 
 
@@ -398,35 +503,81 @@ class Ledger:
         return ledger
 
     def _rebuild(self) -> None:
-        """One pass over the durable blocks: links, balances, tree, trade index, keys."""
-        previous: SignedBlock | None = None
-        public_key = None
-        tree, balances, trades = self._tree, self._balances, self._trade_heights
+        """One pass over the durable blocks: links, balances, tree, trade index, keys.
+
+        Checks record checksums (the record log), the header, height, hash link, key id and the
+        exact record length of every block, and that no balance goes negative -- not signatures
+        or payload schemas (``venue-audit verify`` does). Fills take the fast path of
+        :func:`_scan_block`; every other kind, and any block the fast path cannot read, goes
+        through the strict ``decode_signed_block`` so a problem is named by block.py's rules.
+        """
+        previous_hash = blocks.GENESIS_PREV_HASH
+        key_in_force: bytes | None = None  # 8-byte raw key id of the key that signs next
+        tree_append, balances, trades = self._tree.append, self._balances, self._trade_heights
+        last_timestamp_ns = 0
+        height = -1
         try:
             for height, record in self._blocks.records():
                 try:
-                    signed = decode_signed_block(record)
-                    block = signed.block
-                    if block.height != height:
-                        raise BlockError("block.bad_height", f"block says height {block.height}")
-                    blocks.validate_successor(previous, block)
-                    blocks.check_signing_key(block, public_key)
-                    blocks.apply_deltas(balances, block.deltas)
-                    public_key = blocks.next_signing_key(block, public_key)
+                    scanned = _scan_block(record)
+                    if scanned is None or scanned.kind_code in _KEY_BLOCK_CODES:
+                        scanned = self._rebuild_key_block(record)
+                    if scanned.height != height:
+                        raise BlockError("block.bad_height", f"record holds block {scanned.height}")
+                    if scanned.prev_hash != previous_hash:
+                        raise BlockError("block.bad_link", "prev_hash is not the previous hash")
+                    if scanned.kind_code == _GENESIS_CODE:
+                        if height != 0:
+                            raise BlockError("block.bad_kind", "genesis may only be first")
+                    elif scanned.raw_key_id != key_in_force:
+                        raise BlockError("block.wrong_key", "block names a key not in force")
+                    for account, asset, amount in scanned.deltas:
+                        value = balances.get((account, asset), 0) + amount
+                        if value < 0 and not account.startswith(blocks.EXTERNAL_PREFIX):
+                            raise BlockError(
+                                "block.negative_balance", f"{account} would hold {value} {asset}"
+                            )
+                        balances[account, asset] = value
                 except BlockError as error:
                     raise LedgerCorruptError(f"block {height}: {error}", height) from error
-                if block.kind == "fill":
-                    trades[block.payload["trade_id"]] = height
-                if block.kind in ("genesis", "key_rotation"):
+                if scanned.trade_id is not None:
+                    trades[scanned.trade_id] = height
+                if scanned.next_key_id is not None:
+                    key_in_force = scanned.next_key_id
                     self._key_starts.append(height + 1)
                     self._key_history.append(None)
-                tree.append(leaf_hash(signed.block_hash))
-                self._last_timestamp_ns = max(self._last_timestamp_ns, block.timestamp_ns)
-                previous = signed
+                previous_hash = scanned.block_hash
+                tree_append(leaf_hash(previous_hash))
+                if scanned.timestamp_ns > last_timestamp_ns:
+                    last_timestamp_ns = scanned.timestamp_ns
         except RecordLogCorruptError as error:
             raise LedgerCorruptError.from_record_log(error) from error
-        if previous is not None:
-            self._last_hash = previous.block_hash
+        if height == 0 and not self._key_starts:
+            raise LedgerCorruptError("block 0 is not a genesis block", 0)
+        self._last_hash = previous_hash
+        self._last_timestamp_ns = last_timestamp_ns
+
+    @staticmethod
+    def _rebuild_key_block(record: bytes) -> _ScannedBlock:
+        """Strictly decode a block the fast path does not handle (genesis, rotation, odd)."""
+        signed = decode_signed_block(record)
+        block = signed.block
+        next_key_id = None
+        if block.kind == "genesis":
+            next_key_id = bytes.fromhex(key_id(bytes.fromhex(block.payload["public_key"])))
+        elif block.kind == "key_rotation":
+            next_key_id = bytes.fromhex(key_id(bytes.fromhex(block.payload["new_public_key"])))
+        return _ScannedBlock(
+            height=block.height,
+            kind_code=blocks.KIND_CODES[block.kind],
+            timestamp_ns=block.timestamp_ns,
+            prev_hash=block.prev_hash,
+            raw_key_id=bytes.fromhex(block.key_id),
+            block_hash=signed.block_hash,
+            deltas=[(delta.account, delta.asset, delta.amount) for delta in block.deltas],
+            trade_id=block.payload.get("trade_id") if block.kind == "fill" else None,
+            next_key_id=next_key_id,
+        )
 
     def _write_genesis(self, signing_key: Ed25519PrivateKey, venue: str) -> None:
         payload = {

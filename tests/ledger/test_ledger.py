@@ -468,3 +468,44 @@ def test_a_receipt_verifies_offline_with_only_the_public_key(
     with pytest.raises(LedgerError) as caught:
         ledger.receipt("T-404")
     assert caught.value.code == "ledger.no_such_trade"
+
+
+def test_the_fast_open_scan_agrees_with_the_strict_decoder(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    """Opening reads blocks with a fast scanner; block.py's strict decoder is the oracle."""
+    from ledger.block import apply_deltas, decode_signed_block
+    from ledger.ledger import _scan_block
+
+    rng = random.Random(5)
+    with open_ledger(tmp_path, key) as ledger:
+        seed_market(ledger)
+        for trade in range(80):
+            ledger.append("fill", fill_payload(trade, qty=rng.randrange(1, 5),
+                                               amount=rng.randrange(1, 999)))  # fmt: skip
+            if trade == 40:
+                ledger.rotate_key(generate_private_key())
+                key = ledger._signing_key
+        ledger.append("withdrawal", withdrawal(SELLER, "CNY", 10))
+        ledger.append("factor_update", {"instrument": SYMBOL, "factor": 800_000})
+    oracle_balances: dict[tuple[str, str], int] = {}
+    oracle_trades = {}
+    for record in LogScanner(tmp_path / BLOCKS_DIRECTORY):
+        strict = decode_signed_block(record.payload)
+        apply_deltas(oracle_balances, strict.block.deltas)
+        if strict.block.kind == "fill":
+            oracle_trades[strict.block.payload["trade_id"]] = strict.height
+        fast = _scan_block(record.payload)
+        assert fast is not None
+        assert (fast.height, fast.prev_hash, fast.block_hash, fast.timestamp_ns) == (
+            strict.height,
+            strict.block.prev_hash,
+            strict.block_hash,
+            strict.block.timestamp_ns,
+        )
+        assert fast.raw_key_id.hex() == strict.block.key_id
+        assert fast.deltas == [(d.account, d.asset, d.amount) for d in strict.block.deltas]
+        assert fast.trade_id == strict.block.payload.get("trade_id")
+    with open_ledger(tmp_path, key) as reopened:
+        assert reopened.balances() == oracle_balances
+        assert all(reopened.find_fill(trade) == height for trade, height in oracle_trades.items())
