@@ -84,7 +84,7 @@ class AdmitParticipant(Command):
     TYPE: ClassVar[str] = "admit_participant"
     participant: str
     name: str
-    segment: str
+    segment: str | None  # None for clerks and operators, who never trade
     role: str
     key_id: str
     secret: str

@@ -22,8 +22,6 @@ Money rules (see ``venue/domain/pricing.py`` for the arithmetic):
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -95,9 +93,11 @@ class Outcome:
 
 
 def _fingerprint(command: PlaceOrder) -> str:
-    """Identity of an order request's body, for client_order_id idempotency."""
-    body = command.to_record()
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    """Identity of an order request's body, for client_order_id idempotency (deterministic)."""
+    return (
+        f"{command.symbol}|{command.side}|{command.order_type}|{command.price}|{command.qty}|"
+        f"{command.time_in_force}|{int(command.post_only)}|{command.self_trade}"
+    )
 
 
 def _require(condition: bool, code: ErrorCode, message: str, **details: Any) -> None:

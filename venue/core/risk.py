@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from venue.errors import VenueError
+from venue.errors import ErrorCode, VenueError
 
 CASH = "CNY"
 FEE_ACCOUNT = "venue:fees"
@@ -64,7 +64,7 @@ class Accounts:
         """Raise ``risk.insufficient_*`` unless ``amount`` more can be reserved or debited."""
         available = self.available(account, asset)
         if amount > available:
-            code = "risk.insufficient_cash" if asset == CASH else "risk.insufficient_units"
+            code = ErrorCode.INSUFFICIENT_CASH if asset == CASH else ErrorCode.INSUFFICIENT_UNITS
             raise VenueError(
                 code,
                 f"{account} needs {amount} {asset} but has {available} available",
