@@ -158,10 +158,10 @@ def snapshot(ledger: Ledger) -> tuple[int, bytes, dict[tuple[str, str], int]]:
         ("fill", fill_payload(1, qty=1_001), None, "ledger.negative_balance"),
         ("fill", fill_payload(1, amount=999_999), None, "ledger.negative_balance"),
         (
-            "fill",
-            fill_payload(1),
-            [(BUYER, "CNY", -9_995), (SELLER, "CNY", 9_991), ("venue:fees", "CNY", 5),
-             (BUYER, SYMBOL, 10), (SELLER, SYMBOL, -10)],
+            "instrument_listed",
+            {"symbol": "IPABS-2020-2-B", "currency": "CNY", "face_per_unit": 10_000,
+             "tick_size": "0.0001", "pool_factor": 1_000_000},
+            [("external:issuer", "IPABS-2020-2-B", -500), (SELLER, "IPABS-2020-2-B", 499)],
             "ledger.not_conserved",
         ),
         (
@@ -509,3 +509,15 @@ def test_the_fast_open_scan_agrees_with_the_strict_decoder(
     with open_ledger(tmp_path, key) as reopened:
         assert reopened.balances() == oracle_balances
         assert all(reopened.find_fill(trade) == height for trade, height in oracle_trades.items())
+
+
+def test_a_fill_that_does_not_conserve_cash_is_refused(ledger: Ledger) -> None:
+    """Buyer pays 9,995, seller gets 9,991, fees get 5: one fen appears from nowhere."""
+    before = snapshot(ledger)
+    deltas = [(BUYER, "CNY", -9_995), (SELLER, "CNY", 9_991), ("venue:fees", "CNY", 5),
+              (BUYER, SYMBOL, 10), (SELLER, SYMBOL, -10)]  # fmt: skip
+    with pytest.raises(LedgerRefusedError) as caught:
+        ledger.append("fill", fill_payload(1), deltas)
+    # Which of the two broken rules block.py reports first is its choice.
+    assert caught.value.code in ("ledger.not_conserved", "ledger.not_dvp")
+    assert snapshot(ledger) == before
