@@ -212,6 +212,10 @@ class ErrorCode(StrEnum):
         "state.coupon_roll_required",
         "The trade date is past the instrument's current coupon period; roll it first.",
     )
+    COUPON_ROLL_NOT_DUE = (
+        "state.coupon_roll_not_due",
+        "The instrument's current coupon period still contains the trade date.",
+    )
     VENUE_UNAVAILABLE = (
         "state.venue_unavailable",
         "The venue stopped accepting commands after an internal failure (journal/ledger).",

@@ -40,9 +40,10 @@ from venue.core.commands import (
     Deposit,
     ExpireDay,
     ListInstrument,
+    RollCouponPeriod,
     command_from_record,
 )
-from venue.core.exchange import CHINA_STANDARD_TIME, Exchange, LedgerEntry, Outcome
+from venue.core.exchange import CHINA_STANDARD_TIME, Exchange, LedgerEntry, Outcome, trade_date
 from venue.core.sequencer import Sequencer
 from venue.core.snapshots import load_latest_snapshot
 from venue.domain import demo
@@ -53,6 +54,7 @@ from venue.errors import VenueError
 log = logging.getLogger(__name__)
 
 LEDGER_ORIGIN = "abs-venue.example/ledger"
+DAY_NS = 86_400 * 1_000_000_000
 
 
 class VenueStartupError(RuntimeError):
@@ -79,7 +81,8 @@ def _load_or_create_signing_key(keys_dir: Path):
 
 
 def last_session_end(now_ns: int, session_end_minutes: int) -> int:
-    """The most recent session end (ns) at or before ``now_ns``, in China Standard Time."""
+    """The most recent moment (ns) at or before ``now_ns`` when the local (China Standard Time)
+    clock read ``session_end_minutes`` past midnight; 0 minutes gives the last midnight."""
     now = datetime.fromtimestamp(now_ns / 1e9, CHINA_STANDARD_TIME)
     end = now.replace(
         hour=session_end_minutes // 60, minute=session_end_minutes % 60, second=0, microsecond=0
@@ -121,7 +124,7 @@ class Venue:
         self.ledger = ledger
         self.sequencer = sequencer
         self.recovery = recovery
-        self._expiry_task: asyncio.Task | None = None
+        self._housekeeping_task: asyncio.Task | None = None
 
     # ================================================================== opening
     @classmethod
@@ -167,8 +170,8 @@ class Venue:
         venue = cls(config, exchange, journal, ledger, sequencer, recovery)
         if exchange.seq == 0 and config.seed_demo:
             await venue._seed_demo(data_dir)
-        await venue._expire_missed_session()
-        venue._expiry_task = asyncio.create_task(venue._expire_at_session_ends())
+        await venue._housekeeping()
+        venue._housekeeping_task = asyncio.create_task(venue._housekeeping_at_day_boundaries())
         return venue
 
     @staticmethod
@@ -263,26 +266,38 @@ class Venue:
             )
         log.info("seeded demo data", extra={"credentials_file": str(path)})
 
-    # ================================================================== session ends
-    async def _expire_missed_session(self) -> None:
-        """If a session end passed while the venue was down, expire DAY orders now."""
-        end = last_session_end(time.time_ns(), self.config.session_end_minutes)
-        stale = any(
+    # ================================================================== day boundaries
+    async def _housekeeping(self) -> None:
+        """Issue what the calendar makes due: DAY expiry after a session end, coupon rolls.
+
+        Idempotent: it looks at the state, so running it at start-up catches up on whatever
+        passed while the venue was down.
+        """
+        now = time.time_ns()
+        end = last_session_end(now, self.config.session_end_minutes)
+        if any(
             order.is_open and order.time_in_force == "day" and order.created_ts < end
             for order in self.exchange.orders.values()
-        )
-        if stale:
+        ):
             await self.submit(ExpireDay())
+        today = trade_date(now)
+        for symbol, instrument in sorted(self.exchange.instruments.items()):
+            if instrument.next_coupon_date <= today < instrument.maturity_date:
+                await self.submit(RollCouponPeriod(symbol))
 
-    async def _expire_at_session_ends(self) -> None:
+    async def _housekeeping_at_day_boundaries(self) -> None:
+        """Wake at every session end and every local midnight, then do what is due."""
         while True:
             now = time.time_ns()
-            next_end = last_session_end(now, self.config.session_end_minutes) + 86_400 * 10**9
-            await asyncio.sleep((next_end - now) / 1e9)
+            boundaries = (
+                last_session_end(now, self.config.session_end_minutes) + DAY_NS,
+                last_session_end(now, 0) + DAY_NS,
+            )
+            await asyncio.sleep((min(boundaries) - now) / 1e9 + 0.001)
             try:
-                await self.submit(ExpireDay())
+                await self._housekeeping()
             except VenueError:
-                log.exception("session-end expiry failed")
+                log.exception("day-boundary housekeeping failed")
 
     # ================================================================== running
     async def submit(self, command: Command) -> Any:
@@ -300,8 +315,8 @@ class Venue:
 
     async def close(self) -> None:
         """Stop intake, drain, snapshot, close the logs."""
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
+        if self._housekeeping_task is not None:
+            self._housekeeping_task.cancel()
         await self.sequencer.stop()
         await asyncio.to_thread(self.journal.close)
         await asyncio.to_thread(self.ledger.close)

@@ -127,6 +127,15 @@ class UpdateFactor(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class RollCouponPeriod(Command):
+    """Move an instrument to the coupon period containing the trade date (issued by the venue
+    at each day start once ``next_coupon_date`` is reached)."""
+
+    TYPE: ClassVar[str] = "roll_coupon_period"
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
 class ExpireDay(Command):
     """Session end: every resting DAY order expires."""
 
@@ -146,6 +155,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         Withdraw,
         SetTradingStatus,
         UpdateFactor,
+        RollCouponPeriod,
         ExpireDay,
     )
 }

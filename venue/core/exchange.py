@@ -37,6 +37,7 @@ from venue.core.commands import (
     ListInstrument,
     PlaceOrder,
     ReplaceOrder,
+    RollCouponPeriod,
     SetTradingStatus,
     UpdateFactor,
     Withdraw,
@@ -729,23 +730,72 @@ class Exchange:
                 [],
             )
         )
-        # A higher factor raises what resting buys could cost: re-reserve, cancelling any buy
-        # whose owner can no longer cover it (deterministically, oldest order first).
-        day = trade_date(ts)
-        book = self.books[command.symbol]
-        for order in sorted(self.orders.values(), key=lambda item: item.order_id):
-            if order.is_open and order.symbol == command.symbol and order.side == "buy":
-                need = self._need(order, day)
-                increase = need - self.accounts.reservation_of(order.order_id)
-                if increase <= self.accounts.available(order.participant, CASH):
-                    self.accounts.set_reservation(order.order_id, need, check=False)
-                else:
-                    events = book.cancel(order.order_id)
-                    self._process_engine_events(events, outcome, ts)
-                    order.reason = "insufficient_cash_after_factor_update"
+        self._re_reserve_buys(command.symbol, outcome, ts, "insufficient_cash_after_factor_update")
         outcome.result = updated.to_wire()
         outcome.events.append({"type": "instrument", **outcome.result})
         return outcome
+
+    def _roll_coupon(self, command: RollCouponPeriod, ts: int) -> Outcome:
+        """Move an instrument into the coupon period that contains the trade date."""
+        instrument = self._instrument(command.symbol)
+        day = trade_date(ts)
+        _require(
+            instrument.next_coupon_date <= day < instrument.maturity_date,
+            ErrorCode.COUPON_ROLL_NOT_DUE,
+            f"{command.symbol}: no coupon roll is due on {day} (period "
+            f"{instrument.accrual_start}..{instrument.next_coupon_date})",
+            symbol=command.symbol,
+        )
+        rolled = instrument
+        while rolled.next_coupon_date <= day:
+            rolled = rolled.with_next_coupon_period()
+        outcome = Outcome(self._next_seq(), None)
+        self.instruments[command.symbol] = rolled
+        wire = rolled.to_wire()
+        outcome.ledger_entries.append(
+            LedgerEntry(
+                "instrument_updated",
+                {
+                    "symbol": command.symbol,
+                    "change": "coupon_roll",
+                    "effective_date": day.isoformat(),
+                    "reference": wire,
+                },
+                [],
+            )
+        )
+        self._re_reserve_buys(command.symbol, outcome, ts, "insufficient_cash_after_coupon_roll")
+        outcome.result = wire
+        outcome.events.append({"type": "instrument", **wire})
+        return outcome
+
+    def _re_reserve_buys(self, symbol: str, outcome: Outcome, ts: int, reason: str) -> None:
+        """Reset resting buys' reservations after a change to what they could cost.
+
+        A higher factor or a new coupon period can raise a buy's need; an order whose owner can
+        no longer cover it is cancelled with ``reason`` (deterministically, oldest first). If
+        the instrument is not tradable on this date (a coupon roll is pending), nothing can fill
+        until the roll, which re-reserves then.
+        """
+        instrument = self.instruments[symbol]
+        day = trade_date(ts)
+        try:
+            pricing.check_trade_date(instrument, day)
+        except VenueError:
+            return
+        book = self.books[symbol]
+        for order in sorted(self.orders.values(), key=lambda item: item.order_id):
+            if not (order.is_open and order.symbol == symbol and order.side == "buy"):
+                continue
+            need = self._need(order, day)
+            increase = need - self.accounts.reservation_of(order.order_id)
+            if increase <= self.accounts.available(order.participant, CASH):
+                self.accounts.set_reservation(order.order_id, need, check=False)
+            else:
+                book.cancel(order.order_id)
+                order.close("canceled", reason, ts)
+                self.accounts.release(order.order_id)
+                outcome.events.append({"type": "order", **self.order_report(order)})
 
     _HANDLERS = {
         PlaceOrder: _place,
@@ -759,6 +809,7 @@ class Exchange:
         Withdraw: _withdraw,
         SetTradingStatus: _set_status,
         UpdateFactor: _update_factor,
+        RollCouponPeriod: _roll_coupon,
     }
 
     # ====================================================================== reports

@@ -118,14 +118,30 @@ INSTRUMENTS: tuple[dict[str, object], ...] = (
 )
 
 PARTICIPANTS: tuple[dict[str, object], ...] = (
-    {"participant_id": "P-MM1", "name": "Pearl River Securities Market Making",
-     "segment": "interbank", "role": "market_maker"},
-    {"participant_id": "P-MM2", "name": "Qianhai Capital Market Making",
-     "segment": "exchange", "role": "market_maker"},
-    {"participant_id": "P-BRK1", "name": "Bund Commercial Bank Treasury",
-     "segment": "interbank", "role": "broker"},
-    {"participant_id": "P-BRK2", "name": "Lotus Securities Brokerage",
-     "segment": "exchange", "role": "broker"},
+    {
+        "participant_id": "P-MM1",
+        "name": "Pearl River Securities Market Making",
+        "segment": "interbank",
+        "role": "market_maker",
+    },
+    {
+        "participant_id": "P-MM2",
+        "name": "Qianhai Capital Market Making",
+        "segment": "exchange",
+        "role": "market_maker",
+    },
+    {
+        "participant_id": "P-BRK1",
+        "name": "Bund Commercial Bank Treasury",
+        "segment": "interbank",
+        "role": "broker",
+    },
+    {
+        "participant_id": "P-BRK2",
+        "name": "Lotus Securities Brokerage",
+        "segment": "exchange",
+        "role": "broker",
+    },
     {"participant_id": "P-CLK1", "name": "Settlement Clerk", "segment": None, "role": "clerk"},
     {"participant_id": "P-OPS1", "name": "Venue Operations", "segment": None, "role": "operator"},
 )

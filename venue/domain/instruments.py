@@ -223,8 +223,16 @@ class Instrument:
         for field in ("symbol", "deal_name", "rating", "underlying", "currency"):
             _require_type(getattr(self, field), str, field)
         for field in (
-            "seniority_rank", "coupon_rate", "coupon_frequency", "min_qty", "qty_increment",
-            "price_band_pct", "reference_price", "face_per_unit", "pool_factor", "tick_size",
+            "seniority_rank",
+            "coupon_rate",
+            "coupon_frequency",
+            "min_qty",
+            "qty_increment",
+            "price_band_pct",
+            "reference_price",
+            "face_per_unit",
+            "pool_factor",
+            "tick_size",
         ):
             _require_type(getattr(self, field), int, field)
         for field in ("accrual_start", "next_coupon_date", "maturity_date"):
@@ -256,12 +264,11 @@ class Instrument:
                 field="rating",
             )
         if self.currency != "CNY":
-            raise VenueError(
-                ErrorCode.BAD_REFERENCE_DATA, "currency must be CNY", field="currency"
-            )
+            raise VenueError(ErrorCode.BAD_REFERENCE_DATA, "currency must be CNY", field="currency")
         _check_range(self.seniority_rank, 1, 99, "seniority_rank", ErrorCode.BAD_REFERENCE_DATA)
-        _check_range(self.face_per_unit, 1, MAX_FACE_PER_UNIT, "face_per_unit",
-                     ErrorCode.BAD_REFERENCE_DATA)
+        _check_range(
+            self.face_per_unit, 1, MAX_FACE_PER_UNIT, "face_per_unit", ErrorCode.BAD_REFERENCE_DATA
+        )
         _check_range(self.pool_factor, 1, FACTOR_SCALE, "pool_factor", ErrorCode.BAD_FACTOR)
         _check_range(self.coupon_rate, 0, MAX_COUPON_RATE, "coupon_rate", ErrorCode.BAD_RATE)
         if self.coupon_frequency not in COUPON_FREQUENCIES:
@@ -293,8 +300,7 @@ class Instrument:
                 field="next_coupon_date",
             )
         _check_range(self.tick_size, 1, PRICE_SCALE, "tick_size", ErrorCode.BAD_REFERENCE_DATA)
-        _check_range(self.qty_increment, 1, MAX_QTY, "qty_increment",
-                     ErrorCode.BAD_REFERENCE_DATA)
+        _check_range(self.qty_increment, 1, MAX_QTY, "qty_increment", ErrorCode.BAD_REFERENCE_DATA)
         _check_range(self.min_qty, 1, MAX_QTY, "min_qty", ErrorCode.BAD_REFERENCE_DATA)
         if self.min_qty % self.qty_increment:
             raise VenueError(
@@ -302,8 +308,9 @@ class Instrument:
                 "min_qty must be a whole multiple of qty_increment",
                 field="min_qty",
             )
-        _check_range(self.price_band_pct, 1, MAX_PRICE_BAND_BPS, "price_band_pct",
-                     ErrorCode.BAD_RATE)
+        _check_range(
+            self.price_band_pct, 1, MAX_PRICE_BAND_BPS, "price_band_pct", ErrorCode.BAD_RATE
+        )
         self.check_price_ticks(self.reference_price, field="reference_price")
 
     # --- wire form ------------------------------------------------------------------------
@@ -324,13 +331,15 @@ class Instrument:
         unknown = sorted(str(key) for key in set(data) - set(_WIRE_FIELDS))
         if unknown:
             raise VenueError(
-                ErrorCode.UNKNOWN_FIELD, f"unknown instrument field(s): {', '.join(unknown)}",
+                ErrorCode.UNKNOWN_FIELD,
+                f"unknown instrument field(s): {', '.join(unknown)}",
                 fields=unknown,
             )
         missing = [name for name in _REQUIRED_WIRE_FIELDS if name not in data]
         if missing:
             raise VenueError(
-                ErrorCode.BAD_PARAMETER, f"missing instrument field(s): {', '.join(missing)}",
+                ErrorCode.BAD_PARAMETER,
+                f"missing instrument field(s): {', '.join(missing)}",
                 fields=missing,
             )
 
@@ -353,46 +362,65 @@ class Instrument:
             return value
 
         tick_size = parse_scaled(
-            data.get("tick_size", "0.0001"), places=PRICE_PLACES, field="tick_size",
-            code=ErrorCode.BAD_REFERENCE_DATA, max_abs=PRICE_SCALE,
+            data.get("tick_size", "0.0001"),
+            places=PRICE_PLACES,
+            field="tick_size",
+            code=ErrorCode.BAD_REFERENCE_DATA,
+            max_abs=PRICE_SCALE,
         )
         isin = data.get("isin")
         if isin is not None and not isinstance(isin, str):
             raise VenueError(ErrorCode.BAD_ISIN, "isin must be a string or null", field="isin")
         reference_units = parse_scaled(
-            data["reference_price"], places=PRICE_PLACES, field="reference_price",
-            code=ErrorCode.BAD_PRICE, max_abs=MAX_PRICE,
+            data["reference_price"],
+            places=PRICE_PLACES,
+            field="reference_price",
+            code=ErrorCode.BAD_PRICE,
+            max_abs=MAX_PRICE,
         )
         if reference_units % tick_size:
             raise VenueError(
-                ErrorCode.PRICE_OFF_TICK, "reference_price is not on the tick grid",
+                ErrorCode.PRICE_OFF_TICK,
+                "reference_price is not on the tick grid",
                 field="reference_price",
             )
         return cls(
             symbol=text("symbol"),
             isin=isin,
             deal_name=text("deal_name"),
-            tranche_class=_enum_value(TrancheClass, data["tranche_class"], "tranche_class",
-                                      ErrorCode.BAD_REFERENCE_DATA),
+            tranche_class=_enum_value(
+                TrancheClass, data["tranche_class"], "tranche_class", ErrorCode.BAD_REFERENCE_DATA
+            ),
             seniority_rank=integer("seniority_rank", 1, 99),
             rating=text("rating"),
             underlying=text("underlying"),
             currency=text("currency") if "currency" in data else "CNY",
             face_per_unit=parse_scaled(
-                data.get("face_per_unit", "100.00"), places=2, field="face_per_unit",
-                code=ErrorCode.BAD_REFERENCE_DATA, max_abs=MAX_FACE_PER_UNIT,
+                data.get("face_per_unit", "100.00"),
+                places=2,
+                field="face_per_unit",
+                code=ErrorCode.BAD_REFERENCE_DATA,
+                max_abs=MAX_FACE_PER_UNIT,
             ),
             pool_factor=parse_scaled(
-                data.get("pool_factor", "1.000000"), places=6, field="pool_factor",
-                code=ErrorCode.BAD_FACTOR, max_abs=FACTOR_SCALE,
+                data.get("pool_factor", "1.000000"),
+                places=6,
+                field="pool_factor",
+                code=ErrorCode.BAD_FACTOR,
+                max_abs=FACTOR_SCALE,
             ),
             coupon_rate=parse_scaled(
-                data["coupon_rate"], places=COUPON_RATE_PLACES, field="coupon_rate",
-                code=ErrorCode.BAD_RATE, max_abs=MAX_COUPON_RATE, allow_zero=True,
+                data["coupon_rate"],
+                places=COUPON_RATE_PLACES,
+                field="coupon_rate",
+                code=ErrorCode.BAD_RATE,
+                max_abs=MAX_COUPON_RATE,
+                allow_zero=True,
             ),
             coupon_frequency=integer("coupon_frequency", 1, 12),
-            day_count=_enum_value(DayCount, data["day_count"], "day_count",
-                                  ErrorCode.BAD_REFERENCE_DATA),
+            day_count=_enum_value(
+                DayCount, data["day_count"], "day_count", ErrorCode.BAD_REFERENCE_DATA
+            ),
             accrual_start=parse_iso_date(data["accrual_start"], field="accrual_start"),
             next_coupon_date=parse_iso_date(data["next_coupon_date"], field="next_coupon_date"),
             maturity_date=parse_iso_date(data["maturity_date"], field="maturity_date"),
@@ -400,12 +428,16 @@ class Instrument:
             min_qty=parse_quantity(data["min_qty"], field="min_qty"),
             qty_increment=parse_quantity(data["qty_increment"], field="qty_increment"),
             price_band_pct=parse_scaled(
-                data["price_band_pct"], places=BAND_PLACES, field="price_band_pct",
-                code=ErrorCode.BAD_RATE, max_abs=MAX_PRICE_BAND_BPS,
+                data["price_band_pct"],
+                places=BAND_PLACES,
+                field="price_band_pct",
+                code=ErrorCode.BAD_RATE,
+                max_abs=MAX_PRICE_BAND_BPS,
             ),
             reference_price=reference_units // tick_size,
-            status=_enum_value(TradingStatus, data.get("status", "open"), "status",
-                               ErrorCode.BAD_REFERENCE_DATA),
+            status=_enum_value(
+                TradingStatus, data.get("status", "open"), "status", ErrorCode.BAD_REFERENCE_DATA
+            ),
         )
 
     def to_wire(self) -> dict[str, object]:
@@ -538,19 +570,23 @@ class Instrument:
             raise VenueError(ErrorCode.BAD_QUANTITY, f"{field} must be positive", field=field)
         if qty > MAX_QTY:
             raise VenueError(
-                ErrorCode.ABSURD_VALUE, f"{field} is beyond the plausible maximum {MAX_QTY}",
+                ErrorCode.ABSURD_VALUE,
+                f"{field} is beyond the plausible maximum {MAX_QTY}",
                 field=field,
             )
         if qty < self.min_qty:
             raise VenueError(
-                ErrorCode.QTY_BELOW_MIN, f"{field} {qty} is below the minimum {self.min_qty}",
-                field=field, min_qty=format_quantity(self.min_qty),
+                ErrorCode.QTY_BELOW_MIN,
+                f"{field} {qty} is below the minimum {self.min_qty}",
+                field=field,
+                min_qty=format_quantity(self.min_qty),
             )
         if qty % self.qty_increment:
             raise VenueError(
                 ErrorCode.QTY_OFF_INCREMENT,
                 f"{field} {qty} is not a multiple of {self.qty_increment}",
-                field=field, qty_increment=format_quantity(self.qty_increment),
+                field=field,
+                qty_increment=format_quantity(self.qty_increment),
             )
         return qty
 
@@ -647,13 +683,44 @@ _ENUM_FIELDS = (
     ("status", TradingStatus),
 )
 _WIRE_FIELDS = (
-    "symbol", "isin", "deal_name", "tranche_class", "seniority_rank", "rating", "underlying",
-    "currency", "face_per_unit", "pool_factor", "coupon_rate", "coupon_frequency", "day_count",
-    "accrual_start", "next_coupon_date", "maturity_date", "tick_size", "min_qty",
-    "qty_increment", "price_band_pct", "reference_price", "status",
+    "symbol",
+    "isin",
+    "deal_name",
+    "tranche_class",
+    "seniority_rank",
+    "rating",
+    "underlying",
+    "currency",
+    "face_per_unit",
+    "pool_factor",
+    "coupon_rate",
+    "coupon_frequency",
+    "day_count",
+    "accrual_start",
+    "next_coupon_date",
+    "maturity_date",
+    "tick_size",
+    "min_qty",
+    "qty_increment",
+    "price_band_pct",
+    "reference_price",
+    "status",
 )
 _REQUIRED_WIRE_FIELDS = (
-    "symbol", "deal_name", "tranche_class", "seniority_rank", "rating", "underlying",
-    "coupon_rate", "coupon_frequency", "day_count", "accrual_start", "next_coupon_date",
-    "maturity_date", "min_qty", "qty_increment", "price_band_pct", "reference_price",
+    "symbol",
+    "deal_name",
+    "tranche_class",
+    "seniority_rank",
+    "rating",
+    "underlying",
+    "coupon_rate",
+    "coupon_frequency",
+    "day_count",
+    "accrual_start",
+    "next_coupon_date",
+    "maturity_date",
+    "min_qty",
+    "qty_increment",
+    "price_band_pct",
+    "reference_price",
 )

@@ -134,7 +134,9 @@ def parse_quantity(text: object, *, field: str = "qty") -> int:
     """
     if not isinstance(text, str):
         raise VenueError(
-            ErrorCode.BAD_QUANTITY, f"{field} must be a string of digits", field=field,
+            ErrorCode.BAD_QUANTITY,
+            f"{field} must be a string of digits",
+            field=field,
             value=_shown(text),
         )
     if len(text) > MAX_DECIMAL_TEXT_LENGTH:
@@ -143,14 +145,18 @@ def parse_quantity(text: object, *, field: str = "qty") -> int:
         )
     if _QUANTITY.fullmatch(text) is None or text == "0":
         raise VenueError(
-            ErrorCode.BAD_QUANTITY, f"{field} must be a positive whole number of units",
-            field=field, value=text,
+            ErrorCode.BAD_QUANTITY,
+            f"{field} must be a positive whole number of units",
+            field=field,
+            value=text,
         )
     units = int(text)
     if units > MAX_QTY:
         raise VenueError(
-            ErrorCode.ABSURD_VALUE, f"{field} is beyond the plausible maximum {MAX_QTY}",
-            field=field, value=text,
+            ErrorCode.ABSURD_VALUE,
+            f"{field} is beyond the plausible maximum {MAX_QTY}",
+            field=field,
+            value=text,
         )
     return units
 
@@ -164,7 +170,9 @@ def parse_iso_date(text: object, *, field: str) -> date:
     """A strict ``YYYY-MM-DD`` string -> ``date`` (no week dates, no times, no compact form)."""
     if not isinstance(text, str) or _ISO_DATE.fullmatch(text) is None:
         raise VenueError(
-            ErrorCode.BAD_DATE, f"{field} must be a date YYYY-MM-DD", field=field,
+            ErrorCode.BAD_DATE,
+            f"{field} must be a date YYYY-MM-DD",
+            field=field,
             value=_shown(text),
         )
     try:

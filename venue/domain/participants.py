@@ -87,9 +87,7 @@ def _member(enum_type: type[_E], value: object, field: str) -> _E:
         except ValueError:
             pass
     allowed = ", ".join(member.value for member in enum_type)
-    raise VenueError(
-        ErrorCode.BAD_PARTICIPANT, f"{field} must be one of: {allowed}", field=field
-    )
+    raise VenueError(ErrorCode.BAD_PARTICIPANT, f"{field} must be one of: {allowed}", field=field)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,13 +153,15 @@ class Participant:
         unknown = sorted(str(key) for key in set(data) - allowed)
         if unknown:
             raise VenueError(
-                ErrorCode.UNKNOWN_FIELD, f"unknown participant field(s): {', '.join(unknown)}",
+                ErrorCode.UNKNOWN_FIELD,
+                f"unknown participant field(s): {', '.join(unknown)}",
                 fields=unknown,
             )
         missing = [name for name in ("participant_id", "name", "role") if name not in data]
         if missing:
             raise VenueError(
-                ErrorCode.BAD_PARAMETER, f"missing participant field(s): {', '.join(missing)}",
+                ErrorCode.BAD_PARAMETER,
+                f"missing participant field(s): {', '.join(missing)}",
                 fields=missing,
             )
         segment = data.get("segment")
@@ -225,9 +225,7 @@ def signing_message(timestamp: str, method: str, path_and_query: str, body: byte
     return f"{timestamp}\n{method.upper()}\n{path_and_query}\n{body_hash}".encode()
 
 
-def sign_request(
-    secret: str, timestamp: str, method: str, path_and_query: str, body: bytes
-) -> str:
+def sign_request(secret: str, timestamp: str, method: str, path_and_query: str, body: bytes) -> str:
     """HMAC-SHA256 of ``signing_message`` under the UTF-8 ``secret``, as lowercase hex."""
     message = signing_message(timestamp, method, path_and_query, body)
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()

@@ -167,20 +167,23 @@ def check_trade_date(instrument: Instrument, trade_date: date) -> None:
         raise VenueError(
             ErrorCode.INSTRUMENT_MATURED,
             f"{instrument.symbol} matures on {instrument.maturity_date}",
-            symbol=instrument.symbol, trade_date=trade_date.isoformat(),
+            symbol=instrument.symbol,
+            trade_date=trade_date.isoformat(),
         )
     if trade_date < instrument.accrual_start:
         raise VenueError(
             ErrorCode.INSTRUMENT_NOT_STARTED,
             f"{instrument.symbol} accrues from {instrument.accrual_start}",
-            symbol=instrument.symbol, trade_date=trade_date.isoformat(),
+            symbol=instrument.symbol,
+            trade_date=trade_date.isoformat(),
         )
     if trade_date >= instrument.next_coupon_date:
         raise VenueError(
             ErrorCode.COUPON_ROLL_REQUIRED,
             f"{instrument.symbol}: trade date {trade_date} is past the coupon date "
             f"{instrument.next_coupon_date}",
-            symbol=instrument.symbol, trade_date=trade_date.isoformat(),
+            symbol=instrument.symbol,
+            trade_date=trade_date.isoformat(),
         )
 
 
@@ -228,9 +231,7 @@ def _amount_per_unit_numerator(instrument: Instrument, price_ticks: int, accrued
     return instrument.face_per_unit * instrument.pool_factor * dirty
 
 
-def settlement_amount_fen(
-    instrument: Instrument, price_ticks: int, qty: int, accrued: int
-) -> int:
+def settlement_amount_fen(instrument: Instrument, price_ticks: int, qty: int, accrued: int) -> int:
     """Rule 2: the settlement amount in fen, rounded once, half up."""
     _check_int(price_ticks, "price_ticks", 1, instrument.max_price_ticks)
     _check_int(qty, "qty", 1, MAX_QTY)
@@ -272,7 +273,8 @@ class SegmentFees:
                 raise TypeError(f"{name} must be an int")
             if not -MAX_FEE_PPM <= value <= MAX_FEE_PPM:
                 raise VenueError(
-                    ErrorCode.BAD_RATE, f"{name} must be within +-{MAX_FEE_PPM} ppm (1 %)",
+                    ErrorCode.BAD_RATE,
+                    f"{name} must be within +-{MAX_FEE_PPM} ppm (1 %)",
                     field=name,
                 )
 
@@ -327,9 +329,13 @@ class FeeSchedule:
             segments[segment] = SegmentFees(
                 **{
                     f"{kind}_ppm": parse_scaled(
-                        rates[f"{kind}_bps"], places=FEE_BPS_PLACES,
-                        field=f"{segment}.{kind}_bps", code=ErrorCode.BAD_RATE,
-                        max_abs=MAX_FEE_PPM, allow_negative=kind == "maker", allow_zero=True,
+                        rates[f"{kind}_bps"],
+                        places=FEE_BPS_PLACES,
+                        field=f"{segment}.{kind}_bps",
+                        code=ErrorCode.BAD_RATE,
+                        max_abs=MAX_FEE_PPM,
+                        allow_negative=kind == "maker",
+                        allow_zero=True,
                     )
                     for kind in ("maker", "taker")
                 }

@@ -16,6 +16,7 @@ from venue.core.commands import (
     ListInstrument,
     PlaceOrder,
     ReplaceOrder,
+    RollCouponPeriod,
     SetTradingStatus,
     UpdateFactor,
     Withdraw,
@@ -400,3 +401,28 @@ def test_snapshot_restore_round_trips_the_whole_state(driver: Driver) -> None:
         restored.apply(command, TRADE_DAY + 10**9).result
         == driver.exchange.apply(command, TRADE_DAY + 10**9).result
     )
+
+
+def test_coupon_roll_moves_the_period_and_re_reserves_resting_buys(driver: Driver) -> None:
+    resting = driver.result(buy("P-BRK1", "before-roll", 1_001_250, 1000))
+    with pytest.raises(VenueError) as refused:
+        driver.apply(RollCouponPeriod(SENIOR))
+    assert refused.value.code == "state.coupon_roll_not_due"
+
+    driver.ts = ts_at(2027, 2, 16)
+    outcome = driver.apply(RollCouponPeriod(SENIOR))
+    rolled = driver.exchange.instruments[SENIOR]
+    assert (str(rolled.accrual_start), str(rolled.next_coupon_date)) == (
+        "2027-02-15", "2027-05-15",
+    )
+    [entry] = outcome.ledger_entries
+    assert entry.kind == "instrument_updated" and entry.payload["change"] == "coupon_roll"
+    # the largest accrued before 2027-05-15 is now 88 days (15 Feb counted .. 14 May): 3.60 x
+    # 88 / 365 = 0.8679452055, less than the old bound (91 days), so the reservation shrinks
+    order_id = resting["order_id"]
+    new_reservation = driver.exchange.accounts.reservation_of(order_id)
+    assert 0 < new_reservation < resting["reserved"]
+    # and trading resumes in the new period: 1 day of accrual on 16 Feb
+    driver.apply(sell("P-MM2", "after-roll", 1_001_250, 1000))
+    fill = driver.exchange.orders[order_id]
+    assert fill.status == "filled"
