@@ -761,8 +761,11 @@ class Ledger:
         """Hand an accepted block to the signing stage (caller holds ``_lock``)."""
         handle = BlockHandle(height)
         with self._forward_ready:
-            self._to_sign.append((handle, encoded, block_hash, self._signing_key))
-            self._forward_ready.notify()
+            if self._failure is None:
+                self._to_sign.append((handle, encoded, block_hash, self._signing_key))
+                self._forward_ready.notify()
+            else:  # the forwarder has stopped: never leave a handle hanging
+                handle.set_exception(self._failure)
         self._last_handle = handle
         return handle
 
@@ -870,28 +873,28 @@ class Ledger:
 
     def _forward_loop(self) -> None:
         assert self._signer is not None
-        in_flight: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] | None = None
+        in_flight: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] = []
+        batch: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] = []
         try:
             while True:
                 with self._forward_ready:
-                    while not self._to_sign and in_flight is None and not self._closed:
+                    while not self._to_sign and not in_flight and not self._closed:
                         self._forward_ready.wait()
-                    if not self._to_sign and in_flight is None:
+                    if not self._to_sign and not in_flight:
                         return
                     batch = self._take_sign_batch()
+                # Keep the signer busy: send the next batch before collecting the previous one.
                 if batch:
                     self._signer.submit(batch[0][3], [entry[2] for entry in batch])
-                if in_flight is not None:
+                if in_flight:
                     self._hand_to_log(in_flight, self._signer.collect())
-                in_flight = batch or None
+                in_flight, batch = batch, []
         except BaseException as error:
             self._fail(error)
-            with self._forward_ready:
-                doomed = [entry[0] for entry in self._to_sign]
-                self._to_sign = []
-            for entry in in_flight or ():
-                doomed.append(entry[0])
             assert self._failure is not None
+            with self._forward_ready:  # _enqueue fails new handles at once from now on
+                doomed = [entry[0] for entry in (*in_flight, *batch, *self._to_sign)]
+                self._to_sign = []
             for handle in doomed:
                 if not handle.done():
                     handle.set_exception(self._failure)

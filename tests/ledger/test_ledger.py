@@ -521,3 +521,17 @@ def test_a_fill_that_does_not_conserve_cash_is_refused(ledger: Ledger) -> None:
     # Which of the two broken rules block.py reports first is its choice.
     assert caught.value.code in ("ledger.not_conserved", "ledger.not_dvp")
     assert snapshot(ledger) == before
+
+
+def test_a_dead_signing_process_is_fatal(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    ledger = open_ledger(tmp_path, key, signer="process")
+    seed_market(ledger)
+    ledger.flush()
+    ledger._signer._process.kill()  # the child holding the key dies
+    ledger._signer._process.wait()
+    handles = [ledger.append("fill", fill_payload(n)) for n in range(3)]
+    for handle in handles:
+        assert isinstance(handle.exception(5), LedgerFailedError)
+    with pytest.raises(LedgerFailedError):
+        ledger.append("fill", fill_payload(9))
+    ledger.close()
