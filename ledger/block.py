@@ -29,6 +29,8 @@ API for the store engineer and the venue:
 - ``validate_block(block) -> None``: structure, per-kind payload schema, delta rules
   (conservation of every asset for every kind; exact DvP + fee deltas for fills; exact deltas for
   deposits and withdrawals; none for genesis, admissions and key rotations).
+- ``check_block_rules(block) -> None``: ``validate_block`` minus the structural checks that
+  decoding already enforces (for decoded blocks; the audit's hot path).
 - ``validate_successor(previous, block) -> None``: height sequence and hash link.
 - ``next_signing_key(block, current) -> Ed25519PublicKey``: the key that must sign the block
   *after* ``block`` (genesis introduces it, a key rotation replaces it).
@@ -97,6 +99,9 @@ _AMOUNT = struct.Struct(">q")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._/@\-]{0,127}")
 KEY_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
 HEX_KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
+# Digit runs that could be an integer outside int64 (|value| >= 9e18): 19 digits starting
+# with 9, or 20 and more. Nanosecond timestamps (19 digits starting with 1) do not match.
+_LONG_DIGIT_RUN = re.compile(rb"9[0-9]{18}|[0-9]{20}")
 DECIMAL_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 
 _canonical_json = json.JSONEncoder(
@@ -308,6 +313,12 @@ def _reject_non_integer(text: str) -> Any:
     raise BlockError("block.bad_payload", f"payload holds a non-integer number {text}")
 
 
+# Built once: ``json.loads`` with keyword arguments would build a new decoder for every block.
+_json_decoder = json.JSONDecoder(
+    parse_float=_reject_non_integer, parse_constant=_reject_non_integer
+)
+
+
 def decode_block(encoded: bytes) -> Block:
     """Strictly decode a block encoding (without signature); ``BlockError`` on any deviation."""
     block, end = _decode_prefix(encoded)
@@ -334,11 +345,7 @@ def _decode_prefix(data: bytes) -> tuple[Block, int]:
         raise BlockError("block.truncated", "payload runs past the end of the record")
     position += payload_length
     try:
-        payload = json.loads(
-            payload_bytes.decode("ascii"),
-            parse_float=_reject_non_integer,
-            parse_constant=_reject_non_integer,
-        )
+        payload = _json_decoder.decode(payload_bytes.decode("ascii"))
     except BlockError:
         raise
     except ValueError as error:  # includes JSONDecodeError and UnicodeDecodeError
@@ -349,7 +356,11 @@ def _decode_prefix(data: bytes) -> tuple[Block, int]:
     # escapes, "1e3"-style numbers and anything else that is not the one canonical form.
     if _canonical_json(payload).encode("ascii") != payload_bytes:
         raise BlockError("block.noncanonical_payload", "payload is not canonical JSON")
-    _check_canonical_value(payload, "payload")
+    # Parsed JSON can only hold dict/list/str/int/bool/None (floats and constants are refused
+    # above), so the one thing left to check is the int64 range, and only when the text holds a
+    # long run of digits somewhere (cheap to scan for; rare, and a string may hold one too).
+    if _LONG_DIGIT_RUN.search(payload_bytes):
+        _check_canonical_value(payload, "payload")
     if len(data) < position + _COUNT.size:
         raise BlockError("block.truncated", "record ends before the delta count")
     (count,) = _COUNT.unpack_from(data, position)
@@ -388,14 +399,7 @@ def _decode_prefix(data: bytes) -> tuple[Block, int]:
     except UnicodeDecodeError:
         raise BlockError("block.bad_field", "delta names must be ASCII") from None
     block = Block(
-        height=height,
-        prev_hash=prev_hash,
-        timestamp_ns=timestamp_ns,
-        kind=KINDS[kind_code],
-        key_id=raw_key_id.hex(),
-        payload=payload,
-        deltas=tuple(deltas),
-        version=version,
+        height, prev_hash, timestamp_ns, KINDS[kind_code], raw_key_id.hex(), payload, tuple(deltas)
     )
     return block, position
 
@@ -719,27 +723,41 @@ def validate_block(block: Block) -> None:
     # Value types of free-form fields (``reference``, ``params``) are checked by encode_block,
     # which every block passes through before it is signed; decoded blocks are canonical already.
     _check_deltas_form(block.deltas)
-    _PAYLOAD_VALIDATORS[block.kind](block.payload)
-    _check_conservation(block.deltas)
-    payload = block.payload
-    if block.kind == "fill":
+    check_block_rules(block)
+
+
+def check_block_rules(block: Block) -> None:
+    """The business rules of ``validate_block`` alone: payload schema and delta rules.
+
+    For blocks from ``decode_block``/``decode_signed_block``, whose structure and canonical form
+    decoding has already enforced (the audit calls this on every block, so the repeated
+    structural checks are worth skipping). Any other block goes through ``validate_block``.
+    """
+    kind, payload = block.kind, block.payload
+    _PAYLOAD_VALIDATORS[kind](payload)
+    if kind == "fill":
         expected = fill_deltas(payload)
-    elif block.kind == "deposit":
+    elif kind == "deposit":
         expected = deposit_deltas(
             payload["account"], payload["asset"], payload["amount"], payload["source"]
         )
-    elif block.kind == "withdrawal":
+    elif kind == "withdrawal":
         expected = withdrawal_deltas(
             payload["account"], payload["asset"], payload["amount"], payload["destination"]
         )
-    elif block.kind in ("genesis", "participant_admitted", "key_rotation"):
+    elif kind in ("genesis", "participant_admitted", "key_rotation"):
         expected = ()
-    else:
+    else:  # instrument_listed, factor_update: any deltas that conserve every asset
+        _check_conservation(block.deltas)
         return
+    # The exact delta sets above conserve every asset by construction (their accounts are
+    # distinct, which the schemas guarantee), so equality implies conservation.
     if block.deltas != expected:
-        code = "block.not_dvp" if block.kind == "fill" else "block.bad_deltas"
-        raise BlockError(code, f"{block.kind} deltas do not match its payload")
-    if block.kind == "genesis":
+        code = "block.not_dvp" if kind == "fill" else "block.bad_deltas"
+        if kind != "fill":
+            _check_conservation(block.deltas)  # name the sharper failure when it applies
+        raise BlockError(code, f"{kind} deltas do not match its payload")
+    if kind == "genesis":
         if block.height != 0 or block.prev_hash != GENESIS_PREV_HASH:
             raise BlockError("block.bad_link", "genesis must be height 0 with a zero prev_hash")
         if key_id(bytes.fromhex(payload["public_key"])) != block.key_id:

@@ -161,6 +161,8 @@ def _replace_payload(encoded: bytes, payload: bytes) -> bytes:
         (b"[1,2]", "block.bad_payload"),
         (b'{"a":"\xff"}', "block.bad_payload"),
         (b"{", "block.bad_payload"),
+        (b'{"big":9223372036854775808}', "block.bad_field"),
+        (b'{"small":-9223372036854775809}', "block.bad_field"),
     ],
 )
 def test_non_canonical_or_non_integer_payloads_are_refused(payload: bytes, code: str) -> None:
