@@ -167,8 +167,8 @@ def _check_records(
     ``task`` is (records, {key id: raw public key} of every key the chain introduced up to the
     end of this run). Returns one tuple per record: either ``("error", code, message)`` or
     ``("ok", height, prev_hash, block_hash, kind, key_id, deltas, introduced_key, trade_id,
-    signature_ok)``. The signature is checked against the key the block *names*; whether that
-    key is the one in force is decided by the sequential pass.
+    signature_ok, genesis_origin)``. The signature is checked against the key the block
+    *names*; whether that key is the one in force is decided by the sequential pass.
 
     Why threads by default: ``Ed25519PublicKey.verify`` releases the GIL and is ~70% of the
     work, so two threads overlap well on two cores; the Python part (decode + rules, ~45 us of
@@ -220,6 +220,7 @@ def _check_records(
                 introduced,
                 payload["trade_id"] if block.kind == "fill" else None,
                 signature_ok,
+                payload["origin"] if block.kind == "genesis" else None,
             )
         )
     return results
@@ -253,15 +254,15 @@ class _Verifier:
         height = self.count
         if result[0] == "error":
             raise _Stop(height, result[1], result[2])
-        _, block_height, prev_hash, block_hash, kind, kid, deltas, introduced, trade_id, sig_ok = (
-            result
-        )
+        (_, block_height, prev_hash, block_hash, kind, kid, deltas, introduced, trade_id, sig_ok,
+         origin) = result  # fmt: skip
         if block_height != height:
             raise _Stop(height, "block.bad_height", f"record {height} holds block {block_height}")
         if height == 0:
             if kind != "genesis":
                 raise _Stop(0, "block.bad_kind", "the first block is not genesis")
             self.genesis_key = bytes.fromhex(introduced)
+            self.origin = origin
             if self.pinned_key is not None and self.genesis_key != self.pinned_key:
                 raise _Stop(0, "audit.untrusted_key", "genesis key is not the pinned public key")
             self.current_key = self.genesis_key
@@ -311,9 +312,8 @@ class _Verifier:
             height = max(checkpoint_size - 1, 0)
             assert self.current_key is not None
             try:
-                checkpoint = verify_checkpoint(
-                    note, Ed25519PublicKey.from_public_bytes(self.current_key)
-                )
+                key = Ed25519PublicKey.from_public_bytes(self.current_key)
+                checkpoint = verify_checkpoint(note, key, origin=self.origin)
             except CheckpointError as error:
                 raise _Stop(
                     height,

@@ -307,3 +307,24 @@ def test_balances_equal_the_ledgers_own_after_a_random_stream(tmp_path: Path) ->
     assert f"{cash // 100}.{cash % 100:02d}" in text
     assert run("balances", "--at", "100000", "--data-dir", data)[0] == 1
     assert verify_ledger(data, workers=1).ok
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal(built: BuiltLedger) -> None:
+    from ledger import audit
+
+    terminal, pipe = _Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = audit._Progress(stream)
+        progress.last = -1.0  # as if the last update were long ago
+        progress(1234)
+        progress.done()
+    assert "verifying: 1,234 blocks" in terminal.getvalue()
+    assert pipe.getvalue() == ""
+    out = io.StringIO()
+    assert main(["verify", "--data-dir", str(built.data_dir)], stdout=out, stderr=terminal) == 0
+    assert out.getvalue().startswith("verified")  # data on stdout, progress on stderr

@@ -403,3 +403,15 @@ def test_a_checkpoint_beyond_the_blocks_fails(working: BuiltLedger) -> None:
     original = last.path.read_bytes()
     last.path.write_bytes(original[: last.frame_offset])
     assert_fails_at(working.data_dir, last.height, "checkpoint beyond the blocks")
+
+
+def test_a_checkpoint_from_another_origin_fails(working: BuiltLedger) -> None:
+    records = locate_records(working.data_dir)
+    tree = MerkleTree.from_leaf_hashes(decode_signed_block(r.payload).leaf_hash for r in records)
+    note = sign_checkpoint(
+        make_checkpoint("other.example/log", tree.size, tree.root()), working.second_key
+    )
+    _append_checkpoint(working, note)
+    result = verify_ledger(working.data_dir, workers=1)
+    assert not result.ok and result.problem_code == "audit.bad_checkpoint"
+    assert "origin" in (result.problem or "")
