@@ -424,7 +424,8 @@ class Ledger:
         self._trade_heights: dict[str, int] = {}
         self._last_hash = blocks.GENESIS_PREV_HASH
         self._last_timestamp_ns = 0
-        # (first height signed by the key, private key or None if not held), height order
+        # Parallel lists in height order: the first height each key signs, and that private
+        # key (None for keys retired before this process opened the ledger).
         self._key_starts: list[int] = []
         self._key_history: list[Ed25519PrivateKey | None] = []
         self._signing_key: Ed25519PrivateKey
@@ -455,7 +456,7 @@ class Ledger:
         *,
         checkpoint_every_blocks: int = 1000,
         checkpoint_every_ms: int = 1000,
-        origin: str = DEFAULT_ORIGIN,
+        origin: str | None = None,
         venue: str = "ABS Venue",
         signer: str = "process",
         segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
@@ -463,9 +464,13 @@ class Ledger:
         """Open the ledger in ``directory``, creating it with a genesis block if it is new.
 
         ``signing_key`` must be the key in force (the genesis key, or the newest rotated-in
-        key). Raises :class:`LedgerCorruptError` for damage, ``LedgerError`` with code
-        ``ledger.wrong_signing_key`` for the wrong key, ``RecordLogLockedError`` if it is open
-        elsewhere.
+        key). ``origin`` names the log in checkpoints; it is recorded in genesis (default
+        ``DEFAULT_ORIGIN``) and, when given on a later open, must match. ``signer`` is
+        ``"process"`` (a signing child process: uses a second core) or ``"thread"``.
+
+        Raises :class:`LedgerCorruptError` for damage; ``LedgerError`` with code
+        ``ledger.wrong_signing_key`` or ``ledger.origin_mismatch``; ``RecordLogLockedError``
+        if the ledger is open elsewhere.
         """
         if checkpoint_every_blocks < 1 or checkpoint_every_ms < 1:
             raise ValueError("checkpoint intervals must be positive")
@@ -473,7 +478,7 @@ class Ledger:
             raise ValueError(f"signer must be 'process' or 'thread', not {signer!r}")
         ledger = cls()
         ledger.directory = Path(directory)
-        ledger.origin = origin
+        ledger.origin = origin or DEFAULT_ORIGIN
         ledger.checkpoint_every_blocks = checkpoint_every_blocks
         ledger.checkpoint_every_ms = checkpoint_every_ms
         ledger.directory.mkdir(parents=True, exist_ok=True)
@@ -492,6 +497,7 @@ class Ledger:
             ledger._rebuild()
             if ledger._tree.size == 0:
                 ledger._write_genesis(signing_key, venue)
+            ledger._adopt_origin(origin)
             ledger._adopt_signing_key(signing_key)
             ledger._load_latest_checkpoint()
             ledger._signer = _ProcessSigner() if signer == "process" else _ThreadSigner()
@@ -601,6 +607,15 @@ class Ledger:
         self._key_starts.append(1)
         self._key_history.append(signing_key)
 
+    def _adopt_origin(self, requested: str | None) -> None:
+        """Use the origin recorded in genesis; a different requested one is an error."""
+        recorded = decode_signed_block(self._blocks.read(0)).block.payload["origin"]
+        if requested is not None and requested != recorded:
+            raise LedgerError(
+                f"ledger origin is {recorded!r}, not {requested!r}", "ledger.origin_mismatch"
+            )
+        self.origin = recorded
+
     def _adopt_signing_key(self, signing_key: Ed25519PrivateKey) -> None:
         """Check ``signing_key`` is the key in force and remember it."""
         in_force = self._key_in_force_public_bytes()
@@ -635,9 +650,12 @@ class Ledger:
                 "durable blocks were lost",
                 self._tree.size,
             )
-        if checkpoint.origin != self.origin or checkpoint.root_hash != self._tree.root(
-            checkpoint.size
-        ):
+        if checkpoint.origin != self.origin:
+            raise LedgerCorruptError(
+                f"latest checkpoint names origin {checkpoint.origin!r}, genesis {self.origin!r}",
+                checkpoint.size - 1,
+            )
+        if checkpoint.root_hash != self._tree.root(checkpoint.size):
             raise LedgerCorruptError(
                 f"checkpoint of size {checkpoint.size} does not match the blocks",
                 checkpoint.size - 1,

@@ -535,3 +535,13 @@ def test_a_dead_signing_process_is_fatal(tmp_path: Path, key: Ed25519PrivateKey)
     with pytest.raises(LedgerFailedError):
         ledger.append("fill", fill_payload(9))
     ledger.close()
+
+
+def test_the_origin_is_fixed_at_genesis(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    with open_ledger(tmp_path, key, origin="first.example/log") as ledger:
+        ledger.issue_checkpoint()
+    with open_ledger(tmp_path, key) as reopened:
+        assert reopened.origin == "first.example/log"
+    with pytest.raises(LedgerError) as caught:
+        open_ledger(tmp_path, key, origin="other.example/log")
+    assert caught.value.code == "ledger.origin_mismatch"
