@@ -106,6 +106,22 @@ def _require(condition: bool, code: ErrorCode, message: str, **details: Any) -> 
         raise VenueError(code, message, **details)
 
 
+def _check_post_only(book: Any, side: int, price: int) -> None:
+    """Refuse a post-only price that would take liquidity (the engine would reject it too, but
+    only after the venue had reserved for it: checking first keeps a refusal change-free)."""
+    opposite = book.best_ask() if side == matching.BUY else book.best_bid()
+    crosses = opposite is not None and (
+        price >= opposite if side == matching.BUY else price <= opposite
+    )
+    _require(
+        not crosses,
+        ErrorCode.POST_ONLY_WOULD_CROSS,
+        "a post-only order would take liquidity",
+        price=price,
+        opposite=opposite,
+    )
+
+
 class Exchange:
     """All venue state, changed only through :meth:`apply`."""
 
@@ -298,17 +314,7 @@ class Exchange:
         book = self.books[instrument.symbol]
         side = _SIDES[command.side]
         if command.post_only:
-            opposite = book.best_ask() if side == matching.BUY else book.best_bid()
-            crosses = opposite is not None and (
-                price >= opposite if side == matching.BUY else price <= opposite
-            )
-            _require(
-                not crosses,
-                ErrorCode.POST_ONLY_WOULD_CROSS,
-                "post-only order would take liquidity",
-                price=price,
-                opposite=opposite,
-            )
+            _check_post_only(book, side, price)
 
         day = trade_date(ts)
         if command.side == "buy":
@@ -404,17 +410,8 @@ class Exchange:
             instrument.check_qty(qty)
         book = self.books[order.symbol]
         keeps_priority = price == order.price and qty <= order.leaves_qty
-        side = _SIDES[order.side]
         if order.post_only and not keeps_priority:
-            opposite = book.best_ask() if side == matching.BUY else book.best_bid()
-            crosses = opposite is not None and (
-                price >= opposite if side == matching.BUY else price <= opposite
-            )
-            _require(
-                not crosses,
-                ErrorCode.POST_ONLY_WOULD_CROSS,
-                "replace would make a post-only order take liquidity",
-            )
+            _check_post_only(book, _SIDES[order.side], price)
         day = trade_date(ts)
         if order.side == "buy":
             new_need = self.buy_need(instrument, participant, price, qty, day)
