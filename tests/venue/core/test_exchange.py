@@ -413,7 +413,8 @@ def test_coupon_roll_moves_the_period_and_re_reserves_resting_buys(driver: Drive
     outcome = driver.apply(RollCouponPeriod(SENIOR))
     rolled = driver.exchange.instruments[SENIOR]
     assert (str(rolled.accrual_start), str(rolled.next_coupon_date)) == (
-        "2027-02-15", "2027-05-15",
+        "2027-02-15",
+        "2027-05-15",
     )
     [entry] = outcome.ledger_entries
     assert entry.kind == "instrument_updated" and entry.payload["change"] == "coupon_roll"

@@ -3,14 +3,18 @@
 After every command: no participant balance below its reservations, every asset conserved (fees
 included, the ``external:`` accounts balance the outside world), every open order's reservation
 equal to its need recomputed independently here, the engine and order table consistent. Refused
-commands change nothing. At the end, every block the stream produced goes into a real ledger:
-``venue-audit``'s verifier passes and its balances equal the venue's.
+commands change nothing. The same streams through the real service (sequencer, journal,
+ledger) leave a ledger that ``venue-audit`` verifies, with the venue's balances.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import subprocess
+import sys
+import time
 from collections import defaultdict
 from datetime import date
 
@@ -18,8 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.audit import verify_ledger
-from ledger.keys import generate_private_key
-from ledger.ledger import Ledger
+from venue.config import Config
 from venue.core.commands import (
     CancelAll,
     CancelOrder,
@@ -34,6 +37,7 @@ from venue.core.commands import (
 from venue.core.exchange import Exchange, trade_date
 from venue.domain import pricing
 from venue.errors import VenueError
+from venue.service import Venue
 
 from .helpers import SENIOR, SUB, Driver
 
@@ -146,32 +150,40 @@ def test_random_streams_keep_every_invariant(stream) -> None:
 
 
 @settings(
-    max_examples=8,
+    max_examples=6,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(st.lists(commands, min_size=20, max_size=150))
-def test_the_ledger_of_a_random_stream_verifies_and_agrees(tmp_path_factory, stream) -> None:
-    driver = Driver()
-    for command in stream:
-        with contextlib.suppress(VenueError):
-            driver.apply(command)
+def test_streams_through_the_service_leave_a_ledger_that_verifies_and_agrees(
+    tmp_path_factory, stream
+) -> None:
+    """The same streams through the real service: sequencer, journal, ledger."""
     data_dir = tmp_path_factory.mktemp("venue")
-    ledger = Ledger.open(data_dir / "ledger", generate_private_key(), signer="thread")
-    try:
-        handles = [
-            ledger.append(entry.kind, entry.payload, entry.deltas)
-            for entry in driver.ledger_entries
-        ]
-        for handle in handles:
-            handle.result(timeout=30)
-        ledger.issue_checkpoint()
-    finally:
-        ledger.close()
+    config = Config(data_dir=data_dir, checkpoint_every_ms=20)
+
+    async def run() -> dict:
+        venue = await Venue.open(config)
+        try:
+            for command in stream:
+                with contextlib.suppress(VenueError):
+                    await venue.submit(command)
+            check_invariants(venue.exchange, time.time_ns())
+            balances = venue.exchange.accounts.balances
+            return {key: value for key, value in balances.items() if value}
+        finally:
+            await venue.close()
+
+    venue_balances = asyncio.run(run())
     result = verify_ledger(data_dir, workers=1)
     assert result.ok, result.problem
-    venue_balances = {
-        key: value for key, value in driver.exchange.accounts.balances.items() if value
-    }
-    ledger_balances = {key: value for key, value in result.balances.items() if value}
-    assert ledger_balances == venue_balances
+    assert {key: value for key, value in result.balances.items() if value} == venue_balances
+    # the venue-audit command line recomputes the same balances from the files alone
+    audit = subprocess.run(
+        [sys.executable, "-m", "ledger.audit", "--data-dir", str(data_dir), "--json", "balances"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    audited = {(row["account"], row["asset"]): row["balance"] for row in json.loads(audit.stdout)}
+    assert {key: value for key, value in audited.items() if value} == venue_balances
