@@ -545,3 +545,28 @@ def test_the_origin_is_fixed_at_genesis(tmp_path: Path, key: Ed25519PrivateKey) 
     with pytest.raises(LedgerError) as caught:
         open_ledger(tmp_path, key, origin="other.example/log")
     assert caught.value.code == "ledger.origin_mismatch"
+
+
+def wait_for_checkpoint_covering(ledger: Ledger, size: int) -> int:
+    """Poll (bounded) until a checkpoint covers ``size`` blocks; return the polls it took."""
+    for polls in range(2_000):
+        note = ledger.checkpoint()
+        if note is not None and parse_checkpoint(note)[0].size >= size:
+            return polls
+        time.sleep(0.005)
+    raise AssertionError(f"no checkpoint covered {size} blocks")
+
+
+@pytest.mark.parametrize(("every_blocks", "every_ms"), [(1_000_000, 20), (4, 3_600_000)])
+def test_checkpoints_are_issued_by_block_count_or_by_time(
+    tmp_path: Path, key: Ed25519PrivateKey, every_blocks: int, every_ms: int
+) -> None:
+    with open_ledger(
+        tmp_path, key, checkpoint_every_blocks=every_blocks, checkpoint_every_ms=every_ms
+    ) as ledger:
+        seed_market(ledger)  # 6 blocks in all: past 4 blocks, and soon past 20 ms
+        ledger.flush()
+        wait_for_checkpoint_covering(ledger, 4)
+        note = ledger.checkpoint()
+        assert note is not None
+        assert verify_checkpoint(note, key.public_key()).size <= ledger.durable_count
