@@ -960,9 +960,10 @@ class Ledger:
         for handle in handles:
             handle.set_result(handle.record_number)
         with self._checkpoint_wakeup:
-            if self._oldest_uncovered_ns is None:
+            if self._oldest_uncovered_ns is None:  # start the T ms clock now
                 self._oldest_uncovered_ns = time.monotonic_ns()
-            if self._blocks.durable_count - self._covered_size >= self.checkpoint_every_blocks:
+                self._checkpoint_wakeup.notify()
+            elif self._blocks.durable_count - self._covered_size >= self.checkpoint_every_blocks:
                 self._checkpoint_wakeup.notify()
 
     def _fail(self, cause: BaseException) -> None:
