@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import struct
+from hashlib import sha256
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.block import (
     GENESIS_PREV_HASH,
@@ -390,3 +393,33 @@ def test_apply_deltas_refuses_negative_balances_atomically() -> None:
         apply_deltas(balances, overdraw)
     assert caught.value.code == "block.negative_balance"
     assert balances == before
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "LEDGER.md"
+
+
+def test_the_worked_example_in_the_docs_is_exact() -> None:
+    """docs/LEDGER.md shows one block byte by byte; our encoder, hash and signer must agree."""
+    text = DOCS.read_text()
+    section = text.split("<!-- block-example:start -->")[1].split("<!-- block-example:end -->")[0]
+    hex_fields = [
+        line.split()[0] for line in section.splitlines() if line and line[0] in "0123456789abcdef"
+    ]
+    documented = bytes.fromhex("".join(hex_fields))
+    signer = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+    payload = {"account": "P-MM1", "asset": "CNY", "amount": 100_000_000, "source": "external:bank"}
+    block = Block(
+        7, sha256(b"block 6").digest(), 1_764_158_400_000_000_000, "deposit", signer.key_id,
+        payload, deposit_deltas("P-MM1", "CNY", 100_000_000),
+    )  # fmt: skip
+    signed = signer.sign(block)
+    assert signed.encoded == documented and len(documented) == 195
+    assert decode_block(documented) == block
+    for value in (
+        signer.key_id,
+        public_key_to_text(signer.public_key),
+        signed.block_hash.hex(),
+        signed.signature.hex(),
+        signed.leaf_hash.hex(),
+    ):
+        assert value in text
