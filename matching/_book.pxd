@@ -38,21 +38,27 @@ cdef struct RestingOrder:
     uint8_t post_only
 
 cdef struct PriceLevel:
+    # Field order: what the tree and list walks read comes first, in one cache line.
+    int64_t sort_key        # price for bids, -price for asks: on both sides larger is better
+    uint64_t priority       # treap heap priority, random: expected depth O(log levels)
+    PriceLevel* left        # treap children (smaller / larger sort_key)
+    PriceLevel* right
+    PriceLevel* better      # price list: the next level towards the best, NULL for the best
+    PriceLevel* worse       # the next level away from the best; freelist link when free
     int64_t price
-    int64_t sort_key        # price for bids, -price for asks: every side sorts ascending
-    uint128 total_qty       # exact sum of the level's remaining quantities
     int64_t order_count
-    RestingOrder* head      # oldest order (first to trade); freelist link when free
+    uint128 total_qty       # exact sum of the level's remaining quantities
+    RestingOrder* head      # oldest order (first to trade)
     RestingOrder* tail      # newest order
 
 cdef struct BookSide:
-    # Levels sorted by ascending sort_key, so the best level is always levels[count - 1]:
-    # reading, trading at and removing the best level is O(1), and a new near-touch level moves
-    # only the few pointers above it.
-    PriceLevel** levels
-    int64_t* sort_keys      # sort_keys[i] == levels[i].sort_key: searches never touch levels
+    # A treap finds, inserts and removes a level in expected O(log levels) whatever the prices;
+    # the price list gives the best level in O(1) and best-first walks (matching, depth,
+    # snapshot) without touching the tree. Joining or creating the best level skips the tree
+    # search entirely (the common case for flow near the touch).
+    PriceLevel* best
+    PriceLevel* root
     Py_ssize_t count
-    Py_ssize_t capacity     # of both arrays
 
 cdef struct IdSlot:
     # One slot of the open-addressing (linear probing) id table; order_id 0 marks an empty slot
@@ -74,6 +80,7 @@ cdef class OrderBook:
     cdef Py_ssize_t free_order_count
     cdef PriceLevel* free_levels
     cdef Py_ssize_t free_level_count
+    cdef uint64_t priority_state     # xorshift64* state for treap priorities
 
     # id table
     cdef RestingOrder* _find(self, int64_t order_id) noexcept
@@ -92,6 +99,7 @@ cdef class OrderBook:
     # price levels
     cdef PriceLevel* _level_for_rest(self, BookSide* book_side, int side, int64_t price) except NULL
     cdef void _drop_level(self, BookSide* book_side, PriceLevel* level) noexcept
+    cdef uint64_t _next_priority(self) noexcept
 
     # resting orders
     cdef int _rest(self, int64_t order_id, int side, int64_t price, int64_t qty, int tif,

@@ -15,15 +15,15 @@ the caller's argument objects inside it; event kinds and reasons are prebuilt Py
 
 cimport cython
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
-from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memmove
 
 cdef extern from *:
     # GCC/Clang builtin: a hint to start loading a cache line; no effect on results.
     void __builtin_prefetch(const void* address) noexcept nogil
 
 import hashlib
+import os
 
 from matching import constants as _contract
 from matching.constants import IntegrityError
@@ -134,44 +134,100 @@ cdef inline void _detach(RestingOrder* order) noexcept:
     level.total_qty -= <uint128>order.qty
 
 
-cdef inline Py_ssize_t _key_position(const int64_t* sort_keys, Py_ssize_t count,
-                                     int64_t sort_key) noexcept:
-    """First index whose key is >= ``sort_key`` (``count`` if none): where it is or would go.
+# Price levels of one side form a treap (a binary search tree on sort_key that is also a heap on
+# random priorities, so its expected depth is O(log n) whatever prices arrive) for finding,
+# inserting and removing a level, plus a doubly linked list in price order (``better``/``worse``)
+# with a pointer to the best level, for O(1) access to the best and best-first walks.
 
-    The best level is last and passive flow lands at or near it, so the top is checked before a
-    binary search. Only the contiguous key array is read, never the level structs.
-    """
-    cdef Py_ssize_t low = 0
-    cdef Py_ssize_t high = count
-    cdef Py_ssize_t middle
-    if count == 0 or sort_keys[count - 1] < sort_key:
-        return count
-    if sort_keys[count - 1] == sort_key:
-        return count - 1
-    while low < high:
-        middle = (low + high) >> 1
-        if sort_keys[middle] < sort_key:
-            low = middle + 1
+cdef PriceLevel* _treap_find(PriceLevel* node, int64_t sort_key, PriceLevel** worse_neighbour,
+                             PriceLevel** better_neighbour) noexcept:
+    """The level with ``sort_key``, or NULL and the levels just below and above where it would go."""
+    worse_neighbour[0] = NULL
+    better_neighbour[0] = NULL
+    while node != NULL:
+        if sort_key == node.sort_key:
+            return node
+        if sort_key < node.sort_key:
+            better_neighbour[0] = node
+            node = node.left
         else:
-            high = middle
-    return low
+            worse_neighbour[0] = node
+            node = node.right
+    return NULL
 
 
-cdef int _grow_side(BookSide* book_side) except -1:
-    """Double a side's level and key arrays (both or, on MemoryError, effectively neither)."""
-    cdef Py_ssize_t capacity = 2 * book_side.capacity + 16
-    cdef PriceLevel** levels = <PriceLevel**>PyMem_Realloc(book_side.levels,
-                                                          capacity * sizeof(PriceLevel*))
-    cdef int64_t* sort_keys
-    if levels == NULL:
-        raise MemoryError()
-    book_side.levels = levels  # larger but same content: valid even if the next step fails
-    sort_keys = <int64_t*>PyMem_Realloc(book_side.sort_keys, capacity * sizeof(int64_t))
-    if sort_keys == NULL:
-        raise MemoryError()
-    book_side.sort_keys = sort_keys
-    book_side.capacity = capacity
-    return 0
+cdef void _treap_split(PriceLevel* node, int64_t sort_key, PriceLevel** smaller,
+                       PriceLevel** larger) noexcept:
+    """Split the treap at ``node`` (``sort_key`` absent) into keys below and above ``sort_key``."""
+    if node == NULL:
+        smaller[0] = NULL
+        larger[0] = NULL
+    elif node.sort_key < sort_key:
+        _treap_split(node.right, sort_key, &node.right, larger)
+        smaller[0] = node
+    else:
+        _treap_split(node.left, sort_key, smaller, &node.left)
+        larger[0] = node
+
+
+cdef PriceLevel* _treap_insert(PriceLevel* node, PriceLevel* level) noexcept:
+    """The treap at ``node`` with ``level`` (a new key, children NULL) added; returns the root."""
+    if node == NULL:
+        return level
+    if level.priority > node.priority:
+        _treap_split(node, level.sort_key, &level.left, &level.right)
+        return level
+    if level.sort_key < node.sort_key:
+        node.left = _treap_insert(node.left, level)
+    else:
+        node.right = _treap_insert(node.right, level)
+    return node
+
+
+cdef PriceLevel* _treap_merge(PriceLevel* smaller, PriceLevel* larger) noexcept:
+    """Join two treaps, every key of ``smaller`` below every key of ``larger``."""
+    if smaller == NULL:
+        return larger
+    if larger == NULL:
+        return smaller
+    if smaller.priority > larger.priority:
+        smaller.right = _treap_merge(smaller.right, larger)
+        return smaller
+    larger.left = _treap_merge(smaller, larger.left)
+    return larger
+
+
+cdef PriceLevel* _treap_remove(PriceLevel* node, PriceLevel* level) noexcept:
+    """The treap at ``node`` (which holds ``level``) without ``level``; returns the root."""
+    if node == level:
+        return _treap_merge(level.left, level.right)
+    if level.sort_key < node.sort_key:
+        node.left = _treap_remove(node.left, level)
+    else:
+        node.right = _treap_remove(node.right, level)
+    return node
+
+
+cdef Py_ssize_t _treap_check(PriceLevel* node, PriceLevel** in_order) except -1:
+    """Check BST order and heap priorities below ``node`` against the price-order list.
+
+    ``in_order`` walks the list from the worst level up as the tree is visited in order, so the
+    tree and the list must hold exactly the same levels in the same order. Returns the node count.
+    """
+    cdef Py_ssize_t count = 0
+    if node == NULL:
+        return 0
+    if node.left != NULL and node.left.priority > node.priority:
+        raise IntegrityError(f"level {node.price}: treap heap order broken (left)")
+    if node.right != NULL and node.right.priority > node.priority:
+        raise IntegrityError(f"level {node.price}: treap heap order broken (right)")
+    count += _treap_check(node.left, in_order)
+    if in_order[0] != node:
+        raise IntegrityError(f"level {node.price}: the tree and the price list disagree")
+    in_order[0] = node.better
+    count += 1
+    count += _treap_check(node.right, in_order)
+    return count
 
 
 # ------------------------------------------------------------------------------ the book
@@ -189,6 +245,9 @@ cdef class OrderBook:
             raise MemoryError()
         self.id_mask = MIN_ID_CAPACITY - 1
         self.id_shift = 64 - 10  # log2(MIN_ID_CAPACITY) == 10
+        # Treap priorities: an unpredictable seed, so no price sequence can be chosen to make a
+        # deep tree. It changes only the tree's shape, never the book's behaviour.
+        self.priority_state = int.from_bytes(os.urandom(8), "little") | 1
 
     def __dealloc__(self):
         cdef BookSide* book_side
@@ -197,19 +256,18 @@ cdef class OrderBook:
         cdef RestingOrder* order
         cdef RestingOrder* next_order
         cdef PriceLevel* next_level
-        cdef Py_ssize_t index
         for side_number in range(2):
             book_side = &self.bids if side_number == BUY else &self.asks
-            for index in range(book_side.count):
-                level = book_side.levels[index]
+            level = book_side.best
+            while level != NULL:
                 order = level.head
                 while order != NULL:
                     next_order = order.next
                     PyMem_Free(order)
                     order = next_order
+                next_level = level.worse
                 PyMem_Free(level)
-            PyMem_Free(book_side.levels)
-            PyMem_Free(book_side.sort_keys)
+                level = next_level
         order = self.free_orders
         while order != NULL:
             next_order = order.next
@@ -217,7 +275,7 @@ cdef class OrderBook:
             order = next_order
         level = self.free_levels
         while level != NULL:
-            next_level = <PriceLevel*>level.head
+            next_level = level.worse
             PyMem_Free(level)
             level = next_level
         PyMem_Free(self.id_slots)
@@ -342,36 +400,38 @@ cdef class OrderBook:
         cdef int side_number
         cdef RestingOrder* order
         cdef RestingOrder* next_order
-        cdef Py_ssize_t index
+        cdef PriceLevel* level
+        cdef PriceLevel* next_level
         for side_number in range(2):
             book_side = &self.bids if side_number == BUY else &self.asks
-            # Best level first. Dropping level ``index`` only shifts the levels above it, which
-            # were already visited, so walking the indexes downwards stays valid.
-            index = book_side.count - 1
-            while index >= 0:
-                order = book_side.levels[index].head
+            level = book_side.best
+            while level != NULL:
+                # Removing orders may free this level: take its neighbour first, never touch it
+                # after its last order went.
+                next_level = level.worse
+                order = level.head
                 while order != NULL:
                     next_order = order.next
                     if order.tif == DAY:
                         events.append((_CANCELLED, order.order_id, _EXPIRED, order.qty))
-                        self._remove(order)  # may free the level: it is not touched again
+                        self._remove(order)
                     order = next_order
-                index -= 1
+                level = next_level
         return events
 
     # -------------------------------------------------------------------------- queries
 
     def best_bid(self) -> int | None:
         """Highest resting buy price, or None when there are no bids."""
-        if self.bids.count == 0:
+        if self.bids.best == NULL:
             return None
-        return self.bids.levels[self.bids.count - 1].price
+        return self.bids.best.price
 
     def best_ask(self) -> int | None:
         """Lowest resting sell price, or None when there are no asks."""
-        if self.asks.count == 0:
+        if self.asks.best == NULL:
             return None
-        return self.asks.levels[self.asks.count - 1].price
+        return self.asks.best.price
 
     def depth(self, levels: int) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
         """``(bids, asks)``: up to ``levels`` ``(price, total_qty, order_count)`` each, best first.
@@ -382,7 +442,6 @@ cdef class OrderBook:
         cdef BookSide* book_side
         cdef int side_number
         cdef PriceLevel* level
-        cdef Py_ssize_t index
         cdef list rows
         cdef list result = []
         if not _read_int64(levels, &wanted, "levels"):
@@ -390,11 +449,10 @@ cdef class OrderBook:
         for side_number in range(2):
             book_side = &self.bids if side_number == BUY else &self.asks
             rows = []
-            index = book_side.count - 1
-            while index >= 0 and len(rows) < wanted:
-                level = book_side.levels[index]
+            level = book_side.best
+            while level != NULL and len(rows) < wanted:
                 rows.append((level.price, _uint128_to_int(level.total_qty), level.order_count))
-                index -= 1
+                level = level.worse
             result.append(rows)
         return result[0], result[1]
 
@@ -421,8 +479,9 @@ cdef class OrderBook:
     def validate(self) -> None:
         """Check every invariant; raise ``IntegrityError`` naming the first one broken.
 
-        Levels: sorted strictly by price (best last), keyed correctly, none empty, count and
-        128-bit total equal to their orders. FIFO: consistent prev/next links, head and tail, every
+        Levels: the price list strictly ordered from the best, its links consistent, the treap
+        holding exactly the same levels in the same order with heap-ordered priorities, keys
+        correct, none empty, count and 128-bit total equal to their orders. FIFO: consistent prev/next links, head and tail, every
         order pointing at its level with its side and price and in-range fields. Id table: every
         occupied slot reachable by probing and holding the order with that id; exactly the
         resting orders, no more. Book: not crossed.
@@ -450,9 +509,8 @@ cdef class OrderBook:
                 f"levels {level_orders}")
         if 2 * self.resting_count > <Py_ssize_t>(self.id_mask + 1):
             raise IntegrityError("id table more than half full")
-        if (self.bids.count > 0 and self.asks.count > 0
-                and self.bids.levels[self.bids.count - 1].price
-                >= self.asks.levels[self.asks.count - 1].price):
+        if (self.bids.best != NULL and self.asks.best != NULL
+                and self.bids.best.price >= self.asks.best.price):
             raise IntegrityError(f"book is crossed: best bid {self.best_bid()} >= "
                                  f"best ask {self.best_ask()}")
 
@@ -463,12 +521,12 @@ cdef class OrderBook:
         cdef BookSide* book_side
         cdef int side_number
         cdef RestingOrder* order
-        cdef Py_ssize_t index
+        cdef PriceLevel* level
         for side_number in range(2):
             book_side = &self.bids if side_number == BUY else &self.asks
-            index = book_side.count - 1
-            while index >= 0:
-                order = book_side.levels[index].head
+            level = book_side.best
+            while level != NULL:
+                order = level.head
                 while order != NULL:
                     out[0] = order.side
                     _put_le(out + 1, <uint64_t>order.order_id, 8)
@@ -480,7 +538,7 @@ cdef class OrderBook:
                     out[35] = order.post_only
                     out += HASH_RECORD_SIZE
                     order = order.next
-                index -= 1
+                level = level.worse
         return hashlib.sha256(records).hexdigest()
 
     def snapshot(self) -> list[tuple[int, int, int, int, int, int, int, int]]:
@@ -489,17 +547,17 @@ cdef class OrderBook:
         cdef BookSide* book_side
         cdef int side_number
         cdef RestingOrder* order
-        cdef Py_ssize_t index
+        cdef PriceLevel* level
         for side_number in range(2):
             book_side = &self.bids if side_number == BUY else &self.asks
-            index = book_side.count - 1
-            while index >= 0:
-                order = book_side.levels[index].head
+            level = book_side.best
+            while level != NULL:
+                order = level.head
                 while order != NULL:
                     entries.append((order.side, order.order_id, order.price, order.qty,
                                     order.owner, order.tif, order.stp, order.post_only))
                     order = order.next
-                index -= 1
+                level = level.worse
         return entries
 
     @classmethod
@@ -538,9 +596,8 @@ cdef class OrderBook:
                 raise ValueError(f"snapshot repeats order id {values[1]}")
             book._rest(values[1], <int>values[0], values[2], values[3], <int>values[5],
                        values[4], <int>values[6], post_only == 1)
-        if (book.bids.count > 0 and book.asks.count > 0
-                and book.bids.levels[book.bids.count - 1].price
-                >= book.asks.levels[book.asks.count - 1].price):
+        if (book.bids.best != NULL and book.asks.best != NULL
+                and book.bids.best.price >= book.asks.best.price):
             raise ValueError(f"snapshot is crossed: best bid {book.best_bid()} >= "
                              f"best ask {book.best_ask()}")
         book.validate()
@@ -651,7 +708,7 @@ cdef class OrderBook:
     cdef PriceLevel* _allocate_level(self) except NULL:
         cdef PriceLevel* level = self.free_levels
         if level != NULL:
-            self.free_levels = <PriceLevel*>level.head
+            self.free_levels = level.worse
             self.free_level_count -= 1
             return level
         level = <PriceLevel*>PyMem_Malloc(sizeof(PriceLevel))
@@ -663,8 +720,7 @@ cdef class OrderBook:
         if self.free_level_count >= FREE_LEVEL_LIMIT:
             PyMem_Free(level)
             return
-        # The freelist link reuses ``head`` (cast): a free level has no orders.
-        level.head = <RestingOrder*>self.free_levels
+        level.worse = self.free_levels  # the freelist link
         self.free_levels = level
         self.free_level_count += 1
 
@@ -672,18 +728,24 @@ cdef class OrderBook:
 
     cdef PriceLevel* _level_for_rest(self, BookSide* book_side, int side,
                                      int64_t price) except NULL:
-        """The level at ``price`` on ``book_side``, created (empty) in sorted place if absent.
+        """The level at ``price`` on ``book_side``, created (empty) in its place if absent.
 
         Raises MemoryError with the book unchanged if a new level cannot be allocated.
         """
         cdef int64_t sort_key = price if side == BUY else -price
-        cdef Py_ssize_t count = book_side.count
-        cdef Py_ssize_t position = _key_position(book_side.sort_keys, count, sort_key)
+        cdef PriceLevel* best = book_side.best
+        cdef PriceLevel* worse = NULL
+        cdef PriceLevel* better = NULL
         cdef PriceLevel* level
-        if position < count and book_side.sort_keys[position] == sort_key:
-            return book_side.levels[position]
-        if count == book_side.capacity:
-            _grow_side(book_side)
+        if best == NULL or sort_key > best.sort_key:  # a new best level: no search needed
+            worse = best
+            better = NULL
+        elif sort_key == best.sort_key:  # joining the best level: the most common case
+            return best
+        else:
+            level = _treap_find(book_side.root, sort_key, &worse, &better)
+            if level != NULL:
+                return level
         level = self._allocate_level()
         level.price = price
         level.sort_key = sort_key
@@ -691,27 +753,41 @@ cdef class OrderBook:
         level.order_count = 0
         level.head = NULL
         level.tail = NULL
-        memmove(&book_side.levels[position + 1], &book_side.levels[position],
-                (count - position) * sizeof(PriceLevel*))
-        memmove(&book_side.sort_keys[position + 1], &book_side.sort_keys[position],
-                (count - position) * sizeof(int64_t))
-        book_side.levels[position] = level
-        book_side.sort_keys[position] = sort_key
-        book_side.count = count + 1
+        level.left = NULL
+        level.right = NULL
+        level.priority = self._next_priority()
+        level.worse = worse
+        level.better = better
+        if worse != NULL:
+            worse.better = level
+        if better != NULL:
+            better.worse = level
+        else:
+            book_side.best = level
+        book_side.root = _treap_insert(book_side.root, level)
+        book_side.count += 1
         return level
 
     cdef void _drop_level(self, BookSide* book_side, PriceLevel* level) noexcept:
         """Remove an emptied level from its side and free it."""
-        cdef Py_ssize_t count = book_side.count
-        cdef Py_ssize_t position
-        if book_side.levels[count - 1] != level:  # not the best level: find it by its key
-            position = _key_position(book_side.sort_keys, count, level.sort_key)
-            memmove(&book_side.levels[position], &book_side.levels[position + 1],
-                    (count - position - 1) * sizeof(PriceLevel*))
-            memmove(&book_side.sort_keys[position], &book_side.sort_keys[position + 1],
-                    (count - position - 1) * sizeof(int64_t))
-        book_side.count = count - 1
+        book_side.root = _treap_remove(book_side.root, level)
+        if level.better != NULL:
+            level.better.worse = level.worse
+        else:
+            book_side.best = level.worse
+        if level.worse != NULL:
+            level.worse.better = level.better
+        book_side.count -= 1
         self._release_level(level)
+
+    cdef uint64_t _next_priority(self) noexcept:
+        """Next treap priority: xorshift64* (fast, well mixed; not for cryptography)."""
+        cdef uint64_t state = self.priority_state
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        self.priority_state = state
+        return state * <uint64_t>0x2545F4914F6CDD1D
 
     # -------------------------------------------------------------------------- resting orders
 
@@ -760,8 +836,8 @@ cdef class OrderBook:
     cdef bint _crosses_opposite(self, int side, int64_t price) noexcept:
         """True when an order on ``side`` at ``price`` would trade with the opposite best."""
         if side == BUY:
-            return self.asks.count > 0 and price >= self.asks.levels[self.asks.count - 1].price
-        return self.bids.count > 0 and price <= self.bids.levels[self.bids.count - 1].price
+            return self.asks.best != NULL and price >= self.asks.best.price
+        return self.bids.best != NULL and price <= self.bids.best.price
 
     cdef bint _fok_fillable(self, int side, int64_t price, int64_t qty, int64_t owner,
                             int stp) noexcept:
@@ -773,11 +849,9 @@ cdef class OrderBook:
         """
         cdef BookSide* opposite = &self.asks if side == BUY else &self.bids
         cdef uint128 needed = <uint128>qty
-        cdef Py_ssize_t index = opposite.count - 1
-        cdef PriceLevel* level
+        cdef PriceLevel* level = opposite.best
         cdef RestingOrder* maker
-        while index >= 0:
-            level = opposite.levels[index]
+        while level != NULL:
             if (side == BUY and price < level.price) or (side == SELL and price > level.price):
                 return False
             if owner == 0:
@@ -795,7 +869,7 @@ cdef class OrderBook:
                     else:
                         needed -= <uint128>maker.qty
                     maker = maker.next
-            index -= 1
+            level = level.worse
         return False
 
     cdef int _match_then_finish(self, list events, object order_id_object, int64_t order_id,
@@ -812,8 +886,8 @@ cdef class OrderBook:
         cdef int64_t maker_qty
         cdef int64_t traded
         cdef object maker_id
-        while qty > 0 and opposite.count > 0:
-            level = opposite.levels[opposite.count - 1]
+        while qty > 0 and opposite.best != NULL:
+            level = opposite.best
             if (side == BUY and price < level.price) or (side == SELL and price > level.price):
                 break
             maker = level.head
@@ -851,32 +925,35 @@ cdef class OrderBook:
 
     cdef Py_ssize_t _validate_side(self, BookSide* book_side, int side) except -1:
         """Check one side's levels and FIFOs; returns how many orders rest on it."""
-        cdef Py_ssize_t index
+        cdef Py_ssize_t levels = 0
         cdef Py_ssize_t orders = 0
         cdef Py_ssize_t walked
         cdef PriceLevel* level
+        cdef PriceLevel* worst = NULL
+        cdef PriceLevel* in_order
         cdef RestingOrder* order
         cdef RestingOrder* previous
         cdef uint128 total
         name = "bid" if side == BUY else "ask"
-        if book_side.count < 0 or book_side.count > book_side.capacity:
-            raise IntegrityError(f"{name} level count {book_side.count} outside its array")
-        for index in range(book_side.count):
-            level = book_side.levels[index]
-            if level == NULL:
-                raise IntegrityError(f"{name} level slot {index} is empty")
+        level = book_side.best
+        if level != NULL and level.better != NULL:
+            raise IntegrityError(f"best {name} level has a better neighbour")
+        while level != NULL:
+            levels += 1
+            if levels > book_side.count:
+                raise IntegrityError(f"{name} price list longer than its count {book_side.count}")
             if level.price < 1:
                 raise IntegrityError(f"{name} level price {level.price} out of range")
             if level.sort_key != (level.price if side == BUY else -level.price):
                 raise IntegrityError(f"{name} level {level.price} has a wrong sort key")
-            if book_side.sort_keys[index] != level.sort_key:
-                raise IntegrityError(f"{name} key array disagrees at price {level.price}")
-            if index > 0 and book_side.levels[index - 1].sort_key >= level.sort_key:
-                raise IntegrityError(f"{name} levels out of order at price {level.price}")
+            if level.worse != NULL and (level.worse.better != level
+                                        or level.worse.sort_key >= level.sort_key):
+                raise IntegrityError(f"{name} price list out of order below {level.price}")
             if level.order_count < 1 or level.head == NULL or level.tail == NULL:
                 raise IntegrityError(f"empty level kept at price {level.price} on side {side}")
             if level.head.prev != NULL or level.tail.next != NULL:
                 raise IntegrityError(f"{name} level {level.price} FIFO ends are linked")
+            worst = level
             walked = 0
             total = 0
             previous = NULL
@@ -909,4 +986,11 @@ cdef class OrderBook:
             if total != level.total_qty:
                 raise IntegrityError(f"{name} level {level.price} total is wrong")
             orders += walked
+            level = level.worse
+        if levels != book_side.count:
+            raise IntegrityError(f"{name} price list has {levels} levels, count says "
+                                 f"{book_side.count}")
+        in_order = worst
+        if _treap_check(book_side.root, &in_order) != levels or in_order != NULL:
+            raise IntegrityError(f"{name} level tree does not hold exactly the listed levels")
         return orders
