@@ -119,9 +119,9 @@ def build(data_dir: Path, resting: int, fills: int, snapshot_every: int, seed: i
         builder.apply(PlaceOrder(rng.choice(("P-MM1", "P-MM2")), f"r{number}", SYMBOL, side,
                                  "limit", price, 10))
     builder.snapshot()
-    # Shift the snapshot cadence by one command so the run ends with the worst-case journal
-    # tail after the last snapshot: snapshot_every - 1 commands to replay.
-    builder.since_snapshot = 1
+    # Shift the snapshot cadence so that the last snapshot falls snapshot_every - 1 commands
+    # before the end: the worst-case journal tail a restart has to replay.
+    builder.since_snapshot = (snapshot_every - 1 - 2 * fills) % snapshot_every
     for number in range(fills):
         seller, buyer = ("P-MM1", "P-MM2") if number % 2 else ("P-MM2", "P-MM1")
         price = mid + rng.randint(-500, 500)

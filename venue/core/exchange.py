@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 import matching
@@ -42,7 +43,7 @@ from venue.core.commands import (
     UpdateFactor,
     Withdraw,
 )
-from venue.core.orders import Order
+from venue.core.orders import ORDER_FIELDS, Order
 from venue.core.risk import BANK_ACCOUNT, CASH, FEE_ACCOUNT, ISSUER_ACCOUNT, Accounts
 from venue.domain import pricing
 from venue.domain.instruments import Instrument, Side, TradingStatus
@@ -61,9 +62,19 @@ _STP = {
 }
 
 
+_NS_PER_DAY = 86_400 * 1_000_000_000
+_CST_OFFSET_NS = 8 * 3_600 * 1_000_000_000
+
+
 def trade_date(ts: int) -> date:
     """The trading (and accrual) date of a nanosecond UTC timestamp: the calendar date in China."""
-    return datetime.fromtimestamp(ts / 1e9, CHINA_STANDARD_TIME).date()
+    return _date_of_day_number((ts + _CST_OFFSET_NS) // _NS_PER_DAY)
+
+
+@lru_cache(maxsize=64)
+def _date_of_day_number(day_number: int) -> date:
+    """Days since 1970-01-01 (China Standard Time) -> date; cached: it is asked on every order."""
+    return date(1970, 1, 1) + timedelta(days=day_number)
 
 
 def rfc3339(ts: int) -> str:
@@ -140,6 +151,8 @@ class Exchange:
         self.next_trade_number = 1
         self.last_trades: dict[str, list[dict[str, Any]]] = {}
         self.last_expiry_ts = 0
+        self.emit_events = True  # recovery turns this off: replayed events go to no one
+        self._unit_need_cache: dict[tuple, int] = {}
 
     # ====================================================================== dispatch
     def apply(self, command: Command, ts: int) -> Outcome:
@@ -211,15 +224,25 @@ class Exchange:
     def buy_need(
         self, instrument: Instrument, participant: Participant, price: int, qty: int, day: date
     ) -> int:
-        """Cash (fen) a buy of ``qty`` at limit ``price`` must hold reserved (module docstring)."""
-        return pricing.buy_reservation_fen(
-            instrument,
-            price,
-            qty,
-            pricing.accrued_upper(instrument, day),
-            self.fee_schedule,
-            participant.segment,
-        )
+        """Cash (fen) a buy of ``qty`` at limit ``price`` must hold reserved (module docstring).
+
+        ``qty x per-unit need`` (``pricing.buy_reservation_fen``); the per-unit need is cached
+        because every buy asks it at least twice, keyed by everything it depends on.
+        """
+        key = (
+            instrument.symbol, instrument.pool_factor, instrument.accrual_start,
+            instrument.next_coupon_date, instrument.coupon_rate, price, day, participant.segment,
+        )  # fmt: skip
+        per_unit = self._unit_need_cache.get(key)
+        if per_unit is None:
+            if len(self._unit_need_cache) > 100_000:
+                self._unit_need_cache.clear()
+            per_unit = pricing.buy_reservation_fen(
+                instrument, price, 1, pricing.accrued_upper(instrument, day),
+                self.fee_schedule, participant.segment,
+            )  # fmt: skip
+            self._unit_need_cache[key] = per_unit
+        return qty * per_unit
 
     def _need(self, order: Order, day: date) -> int:
         if order.side == "sell":
@@ -481,8 +504,9 @@ class Exchange:
             if order.is_open:
                 # Release what the fills left over: the reservation is need(leaves_qty).
                 self.accounts.set_reservation(order.order_id, self._need(order, day), check=False)
-            outcome.events.append({"type": "order", **self.order_report(order)})
-        if touched or outcome.events:
+            if self.emit_events:
+                outcome.events.append({"type": "order", **self.order_report(order)})
+        if self.emit_events and touched:
             symbol = next(iter(touched.values())).symbol if touched else None
             if symbol is not None:
                 outcome.events.append({"type": "book", "symbol": symbol})
@@ -560,6 +584,8 @@ class Exchange:
         recent = self.last_trades.setdefault(instrument.symbol, [])
         recent.append(trade)
         del recent[:-100]
+        if not self.emit_events:
+            return
         outcome.events.append(
             {"type": "fill", **payload, "maker": maker.participant, "taker": taker.participant}
         )
@@ -869,6 +895,7 @@ class Exchange:
                 for pid, participant in self.participants.items()
             ],
             "credentials": [[key, pid, secret] for key, (pid, secret) in self.credentials.items()],
+            "order_fields": list(ORDER_FIELDS),
             "orders": [order.snapshot() for order in self.orders.values()],
             "accounts": self.accounts.snapshot(),
             "next_order_id": self.next_order_id,
@@ -892,8 +919,10 @@ class Exchange:
             exchange.participants[participant.participant_id] = participant
             exchange.owner_numbers[participant.participant_id] = owner
         exchange.credentials = {key: (pid, secret) for key, pid, secret in data["credentials"]}
-        for record in data["orders"]:
-            order = Order.restore(record)
+        if data["order_fields"] != list(ORDER_FIELDS):
+            raise ValueError("snapshot order rows were written with another field layout")
+        for row in data["orders"]:
+            order = Order.restore(row)
             exchange.orders[order.order_id] = order
             exchange.client_orders[(order.participant, order.client_order_id)] = order.order_id
         exchange.accounts = Accounts.restore(data["accounts"])

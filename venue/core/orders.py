@@ -8,7 +8,7 @@ it). ``cum_qty + leaves_qty == qty`` while open; an order that ends has ``leaves
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 OPEN_STATUSES = frozenset({"new", "partially_filled"})
 FINAL_STATUSES = frozenset({"filled", "canceled", "rejected", "expired"})
@@ -62,9 +62,18 @@ class Order:
         self.leaves_qty = 0
         self.updated_ts = ts
 
-    def snapshot(self) -> dict:
-        return asdict(self)
+    def snapshot(self) -> list:
+        """The order as one positional row (field order: ``ORDER_FIELDS``).
+
+        Rows rather than dicts because a snapshot holds every order the venue has seen (closed
+        ones answer client_order_id retries): rows are about half the bytes and much faster to
+        write and load than ``dataclasses.asdict`` dicts.
+        """
+        return [getattr(self, name) for name in ORDER_FIELDS]
 
     @classmethod
-    def restore(cls, data: dict) -> Order:
-        return cls(**data)
+    def restore(cls, row: list) -> Order:
+        return cls(*row)
+
+
+ORDER_FIELDS = tuple(item.name for item in fields(Order))
