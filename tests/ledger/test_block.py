@@ -26,6 +26,7 @@ from ledger.block import (
     fill_deltas,
     make_deltas,
     next_signing_key,
+    validate_and_encode,
     validate_block,
     validate_successor,
     verify_block_signature,
@@ -423,3 +424,16 @@ def test_the_worked_example_in_the_docs_is_exact() -> None:
         signed.leaf_hash.hex(),
     ):
         assert value in text
+
+
+def test_validate_and_encode_matches_the_two_step_path() -> None:
+    for block in sample_blocks():
+        assert validate_and_encode(block) == encode_block(block)
+    bad_fill = make_block("fill", fill_payload(price=0), fill_deltas(fill_payload()))
+    with pytest.raises(BlockError):
+        validate_and_encode(bad_fill)
+    listing = sample_blocks()[1]
+    floaty = {**listing.payload, "reference": {"coupon_rate": 4.5}}
+    with pytest.raises(BlockError) as caught:
+        validate_and_encode(make_block("instrument_listed", floaty))
+    assert caught.value.code == "block.bad_field"
