@@ -11,7 +11,8 @@ Method
 ------
 1. Baselines (one core, same process, before the ledger starts): ``sign_s`` = Ed25519 signatures
    of 32-byte hashes per second over ``--baseline-seconds``; raw verify rate likewise;
-   ``verify_limit_s = os.cpu_count() x raw verify rate``.
+   ``verify_limit_s = os.cpu_count() x raw verify rate``; and the p50/p99 of a single
+   700-byte write + fsync in the same directory -- the floor under any durable latency.
 2. Throughput (open loop, as fast as the caller can go): a fresh ledger in a temporary directory
    (fsync on, group commit, default ``signer="process"``), two deposits, then ``--blocks`` fill
    blocks appended back to back from one thread without waiting; the clock stops when the last
@@ -84,6 +85,24 @@ def raw_rates(seconds: float) -> tuple[int, int]:
         verifies += 200
     verify_rate = verifies / (time.perf_counter() - start)
     return int(sign_rate), int(verify_rate)
+
+
+def fsync_baseline(directory: Path, count: int = 200) -> tuple[float, float]:
+    """p50 and p99 (ms) of one 700-byte append + fsync in ``directory``: the disk's own floor."""
+    path = directory / "fsync_probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    timings = []
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            os.write(fd, bytes(700))
+            os.fsync(fd)
+            timings.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink()
+    timings.sort()
+    return 1000 * percentile(timings, 0.5), 1000 * percentile(timings, 0.99)
 
 
 def fill_payloads(count: int, first_trade: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -188,6 +207,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench_ledger_") as temporary:
         directory = Path(args.directory or temporary) / "ledger"
+        fsync_p50, fsync_p99 = fsync_baseline(Path(args.directory or temporary))
+        print(f"baseline: write+fsync of one record p50={fsync_p50:.2f} ms p99={fsync_p99:.2f} ms")
         key = Ed25519PrivateKey.generate()
         ledger = Ledger.open(directory, key, signer=args.signer)
         fund(ledger)
