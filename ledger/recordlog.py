@@ -238,6 +238,8 @@ def _any_valid_record_after(data: bytes, offset: int) -> bool:
     Only runs on the error path. After a genuine torn write the remainder is at most one batch;
     after mid-file damage the next intact record is usually found within one record length.
     """
+    if data.count(0, offset) == len(data) - offset:  # zero-filled: no record can start there
+        return False
     return any(_valid_record_at(data, start) for start in range(offset + 1, len(data) - 7))
 
 
