@@ -85,6 +85,7 @@ from ledger.recordlog import (
     RecordLog,
     RecordLogCorruptError,
     RecordLogError,
+    fsync_directory,
 )
 
 __all__ = [
@@ -487,7 +488,9 @@ class Ledger:
         ledger.origin = origin or DEFAULT_ORIGIN
         ledger.checkpoint_every_blocks = checkpoint_every_blocks
         ledger.checkpoint_every_ms = checkpoint_every_ms
-        ledger.directory.mkdir(parents=True, exist_ok=True)
+        if not ledger.directory.is_dir():
+            ledger.directory.mkdir(parents=True)
+            fsync_directory(ledger.directory.parent)  # the new directory's name is durable
         try:
             ledger._blocks = RecordLog.open(
                 ledger.directory / BLOCKS_DIRECTORY, segment_max_bytes=segment_max_bytes

@@ -94,6 +94,8 @@ __all__ = [
     "RecoveryReport",
     "ScanProblem",
     "ScannedRecord",
+    "frame_record",
+    "fsync_directory",
 ]
 
 logger = logging.getLogger(__name__)
@@ -429,7 +431,7 @@ class _Segment:
     size: int
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make a directory's entries (a created file's name) durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -489,7 +491,7 @@ class RecordLog:
         path = Path(directory)
         if not path.is_dir():
             path.mkdir(parents=True)
-            _fsync_directory(path.parent)
+            fsync_directory(path.parent)
         log = cls(path, segment_max_bytes)
         log._acquire_lock()
         try:
@@ -572,7 +574,7 @@ class RecordLog:
         try:
             _write_all(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, first_record_number))
             os.fsync(fd)
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
         except BaseException:
             os.close(fd)
             raise
