@@ -77,6 +77,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 __all__ = [
     "DEFAULT_SEGMENT_MAX_BYTES",
@@ -107,6 +108,8 @@ LENGTH_FIELD = struct.Struct("<I")
 DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
 # A length above this can only be damage; it also bounds what a reader will try to allocate.
 MAX_RECORD_BYTES = 256 * 1024 * 1024
+# records() reads this much of a segment per system call, bounding its memory.
+READ_CHUNK_BYTES = 4 * 1024 * 1024
 SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 LOCK_FILE_NAME = "LOCK"
 
@@ -765,13 +768,15 @@ class RecordLog:
         header = os.pread(fd, RECORD_HEADER.size, offset)
         length, _ = RECORD_HEADER.unpack(header)
         frame = header + os.pread(fd, length, offset + RECORD_HEADER.size)
-        self._check_frame(frame, segment, offset, record_number)
+        if not _valid_record_at(frame, 0):
+            self._raise_changed(segment, offset, record_number)
         return frame[RECORD_HEADER.size :]
 
     def records(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes]]:
         """Yield ``(record_number, payload)`` for durable records ``start <= n < stop``.
 
-        Reads each segment in one go; checksums are checked. ``stop`` defaults to the durable
+        Reads up to ``READ_CHUNK_BYTES`` of a segment per system call (a record larger than
+        that in one read of its own); checksums are checked. ``stop`` defaults to the durable
         count when iteration starts.
         """
         if stop is None:
@@ -779,36 +784,38 @@ class RecordLog:
         number = start
         while number < stop:
             segment, first_offset = self._locate(number)
-            last_in_segment = min(stop, segment.first_record_number + len(segment.offsets)) - 1
-            _, last_offset = self._locate(last_in_segment)
+            base = segment.first_record_number
+            offsets = segment.offsets
+            last_index = min(stop, base + len(offsets)) - 1 - base
+            # Records wholly inside the chunk: those that start before its end.
+            fitting = bisect_right(offsets, first_offset + READ_CHUNK_BYTES, number - base)
+            last_index = max(number - base, min(last_index, fitting - 2))
             fd = self._read_fd(segment)
+            last_offset = offsets[last_index]
             (last_length,) = LENGTH_FIELD.unpack(os.pread(fd, 4, last_offset))
             end = last_offset + RECORD_HEADER.size + last_length
             data = os.pread(fd, end - first_offset, first_offset)
-            base = segment.first_record_number
-            for index in range(number - base, last_in_segment - base + 1):
-                relative = segment.offsets[index] - first_offset
+            for index in range(number - base, last_index + 1):
+                relative = offsets[index] - first_offset
+                if not _valid_record_at(data, relative):
+                    self._raise_changed(segment, offsets[index], base + index)
                 (length,) = LENGTH_FIELD.unpack_from(data, relative)
-                frame_end = relative + RECORD_HEADER.size + length
-                self._check_frame(
-                    data[relative:frame_end], segment, relative + first_offset, base + index
-                )
-                yield base + index, data[relative + RECORD_HEADER.size : frame_end]
-            number = last_in_segment + 1
+                payload_start = relative + RECORD_HEADER.size
+                yield base + index, data[payload_start : payload_start + length]
+            number = base + last_index + 1
 
     @staticmethod
-    def _check_frame(frame: bytes, segment: _Segment, offset: int, record_number: int) -> None:
-        if not _valid_record_at(frame, 0):
-            raise RecordLogCorruptError(
-                ScanProblem(
-                    "record_checksum_mismatch",
-                    str(segment.path),
-                    offset,
-                    record_number,
-                    "record changed on disk after it was written",
-                    False,
-                )
+    def _raise_changed(segment: _Segment, offset: int, record_number: int) -> NoReturn:
+        raise RecordLogCorruptError(
+            ScanProblem(
+                "record_checksum_mismatch",
+                str(segment.path),
+                offset,
+                record_number,
+                "record changed on disk after it was written",
+                False,
             )
+        )
 
     # ---- closing ------------------------------------------------------------------------
 

@@ -414,3 +414,16 @@ def test_append_batch_reports_durability_once_per_batch(
         assert done.wait(5)
         first, count, error = reports[-1]
         assert (first, count) == (4, 1) and isinstance(error, RecordLogFailedError)
+
+
+def test_iteration_reads_in_bounded_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger import recordlog
+
+    monkeypatch.setattr(recordlog, "READ_CHUNK_BYTES", 150)
+    items = payloads(60, seed=4)
+    items[30] = b"big" * 200  # larger than a whole chunk
+    write_log(tmp_path, items, segment_max_bytes=1000)
+    with RecordLog.open(tmp_path, segment_max_bytes=1000) as log:
+        assert [payload for _, payload in log.records()] == items
+        assert [number for number, _ in log.records(17, 41)] == list(range(17, 41))
+        assert [payload for _, payload in log.records(29, 32)] == items[29:32]
