@@ -424,6 +424,7 @@ def _run_pipeline(
     Stops at the first problem (``_Stop``), cancelling what is still queued.
     """
     key_table: dict[str, bytes] = {}
+    yield_gil = mode == "thread"
 
     def chunks() -> Iterator[tuple[list[bytes], dict[str, bytes]]]:
         chunk: list[bytes] = []
@@ -441,7 +442,7 @@ def _run_pipeline(
     def consume(results: list[tuple[Any, ...]]) -> None:
         for index, entry in enumerate(results):
             verifier.block(entry)
-            if index % YIELD_EVERY == YIELD_EVERY - 1:
+            if yield_gil and index % YIELD_EVERY == YIELD_EVERY - 1:
                 # Let worker threads back in: one that finished a signature check waits for the
                 # GIL, and would otherwise wait out the 5 ms switch interval each time.
                 time.sleep(0)
