@@ -235,6 +235,7 @@ class _Verifier:
         self.count = 0
         self.previous_hash: bytes | None = None
         self.current_key: bytes | None = None
+        self.current_key_id = ""
         self.genesis_key: bytes | None = None
         self.origin: str | None = None
         self.balances: dict[tuple[str, str], int] = {}
@@ -267,16 +268,17 @@ class _Verifier:
             if self.pinned_key is not None and self.genesis_key != self.pinned_key:
                 raise _Stop(0, "audit.untrusted_key", "genesis key is not the pinned public key")
             self.current_key = self.genesis_key
+            self.current_key_id = key_id(self.genesis_key)
         else:
             if kind == "genesis":
                 raise _Stop(height, "block.bad_kind", "a second genesis block")
             if prev_hash != self.previous_hash:
                 raise _Stop(height, "block.bad_link", "prev_hash is not the previous block's hash")
-        assert self.current_key is not None
-        expected = key_id(self.current_key)
-        if kid != expected:
+        if kid != self.current_key_id:
             raise _Stop(
-                height, "block.wrong_key", f"signed by key {kid}, key in force is {expected}"
+                height,
+                "block.wrong_key",
+                f"signed by key {kid}, key in force is {self.current_key_id}",
             )
         if not sig_ok:
             raise _Stop(height, "block.bad_signature", "Ed25519 signature does not verify")
@@ -299,6 +301,7 @@ class _Verifier:
             if new_key == self.current_key:
                 raise _Stop(height, "block.bad_field", "key rotation to the same key")
             self.current_key = new_key
+            self.current_key_id = key_id(new_key)
         self.previous_hash = block_hash
         self.tree.append(leaf_hash(block_hash))
         self.count += 1
