@@ -32,6 +32,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -599,6 +600,13 @@ def _format_amount(asset: str, amount: int) -> str:
     return f"{sign}{abs(amount) // 100}.{abs(amount) % 100:02d}"
 
 
+def _format_time(timestamp_ns: int) -> str:
+    """RFC 3339 UTC with nanoseconds, from integer nanoseconds (no float rounding)."""
+    seconds, nanoseconds = divmod(timestamp_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanoseconds:09d}Z"
+
+
 def _emit_json(out: TextIO, value: Any) -> None:
     out.write(json.dumps(value, sort_keys=True) + "\n")
 
@@ -678,7 +686,8 @@ def _command_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             _emit_json(out, view)
             continue
         out.write(
-            f"#{view['height']} {view['kind']} t={view['timestamp_ns']} key={view['key_id']} "
+            f"#{view['height']} {view['kind']} {_format_time(view['timestamp_ns'])} "
+            f"key={view['key_id']} "
             f"hash={view['block_hash'][:16]}\n"
             f"  payload {json.dumps(view['payload'], sort_keys=True)}\n"
         )

@@ -196,6 +196,13 @@ def test_report_volumes_by_instrument_and_segment_pair(built: BuiltLedger) -> No
     assert code == 0 and "interbank-exchange" in text and "total" in text
 
 
+def test_show_prints_exact_utc_time() -> None:
+    from ledger.audit import _format_time
+
+    assert _format_time(1_764_158_400_123_456_789) == "2025-11-26T12:00:00.123456789Z"
+    assert _format_time(0) == "1970-01-01T00:00:00.000000000Z"
+
+
 def test_segment_pair_is_order_free() -> None:
     assert segment_pair("exchange", "interbank") == segment_pair("interbank", "exchange")
     assert segment_pair("exchange", "exchange") == "exchange-exchange"
