@@ -85,6 +85,7 @@ from ledger.recordlog import (
     RecordLog,
     RecordLogCorruptError,
     RecordLogError,
+    RecoveryReport,
     fsync_directory,
 )
 
@@ -212,21 +213,26 @@ def read_exactly(count):
     if data is None or len(data) != count:
         raise SystemExit(0)
     return data
-key = None
-while True:
-    command = source.read(1)
-    if not command:
-        break
-    if command == b"K":
-        key = Ed25519PrivateKey.from_private_bytes(read_exactly(32))
-    elif command == b"S":
-        count = int.from_bytes(read_exactly(4), "little")
-        hashes = read_exactly(32 * count)
-        sign = key.sign
-        sink.write(b"".join([sign(hashes[i : i + 32]) for i in range(0, 32 * count, 32)]))
-        sink.flush()
-    else:
-        raise SystemExit(2)
+def serve():
+    key = None
+    while True:
+        command = source.read(1)
+        if not command:
+            return
+        if command == b"K":
+            key = Ed25519PrivateKey.from_private_bytes(read_exactly(32))
+        elif command == b"S":
+            count = int.from_bytes(read_exactly(4), "little")
+            hashes = read_exactly(32 * count)
+            sign = key.sign
+            sink.write(b"".join([sign(hashes[i : i + 32]) for i in range(0, 32 * count, 32)]))
+            sink.flush()
+        else:
+            raise SystemExit(2)
+try:
+    serve()
+except (BrokenPipeError, KeyboardInterrupt):  # the parent is gone: nothing left to do
+    sys.stderr.close()
 """
 
 
@@ -693,6 +699,11 @@ class Ledger:
     def durable_count(self) -> int:
         """Number of blocks (heights ``0 .. durable_count - 1``) that are durable."""
         return self._blocks.durable_count
+
+    @property
+    def recovery(self) -> RecoveryReport:
+        """What opening the block log had to do (torn-tail bytes truncated, if any)."""
+        return self._blocks.recovery
 
     @property
     def signing_key_id(self) -> str:
