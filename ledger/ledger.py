@@ -497,16 +497,21 @@ class Ledger:
         if not ledger.directory.is_dir():
             ledger.directory.mkdir(parents=True)
             fsync_directory(ledger.directory.parent)  # the new directory's name is durable
+        # Checkpoints first: what the newest one covers was durable, so the block log must not
+        # treat any of it as a torn tail (it refuses before truncating anything).
+        ledger._checkpoints = RecordLog.open(ledger.directory / CHECKPOINTS_DIRECTORY)
         try:
+            covered = ledger._newest_checkpoint_size()
             ledger._blocks = RecordLog.open(
-                ledger.directory / BLOCKS_DIRECTORY, segment_max_bytes=segment_max_bytes
+                ledger.directory / BLOCKS_DIRECTORY,
+                segment_max_bytes=segment_max_bytes,
+                required_records=covered,
             )
         except RecordLogCorruptError as error:
+            ledger._checkpoints.close()
             raise LedgerCorruptError.from_record_log(error) from error
-        try:
-            ledger._checkpoints = RecordLog.open(ledger.directory / CHECKPOINTS_DIRECTORY)
         except BaseException:
-            ledger._blocks.close()
+            ledger._checkpoints.close()
             raise
         try:
             ledger._rebuild()
@@ -648,6 +653,20 @@ class Ledger:
         block = decode_signed_block(self._blocks.read(last_key_block)).block
         field = "public_key" if block.kind == "genesis" else "new_public_key"
         return bytes.fromhex(block.payload[field])
+
+    def _newest_checkpoint_size(self) -> int:
+        """Tree size of the newest stored checkpoint (0 if none)."""
+        count = self._checkpoints.durable_count
+        if count == 0:
+            return 0
+        try:
+            return parse_checkpoint(self._checkpoints.read(count - 1))[0].size
+        except CheckpointError as error:
+            raise LedgerCorruptError(
+                f"newest checkpoint (record {count - 1}) unreadable: {error}",
+                0,
+                str(self.directory / CHECKPOINTS_DIRECTORY),
+            ) from error
 
     def _load_latest_checkpoint(self) -> None:
         """Adopt the newest stored checkpoint; it must match the rebuilt tree."""

@@ -75,7 +75,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -183,7 +183,8 @@ class ScanProblem:
 
     ``kind`` is one of: ``segment_header_short``, ``segment_bad_magic``, ``segment_misnamed``,
     ``segment_gap``, ``record_header_short``, ``record_length_implausible``,
-    ``record_payload_short``, ``record_checksum_mismatch``, ``unreadable``.
+    ``record_payload_short``, ``record_checksum_mismatch``, ``unreadable``, and (from
+    ``RecordLog.open(required_records=...)`` only) ``records_missing``.
     ``is_torn_tail`` is true when the problem is in the last segment and no valid record starts
     anywhere after it: the signature of a write interrupted by a crash.
     """
@@ -483,8 +484,14 @@ class RecordLog:
         directory: str | os.PathLike[str],
         *,
         segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
+        required_records: int = 0,
     ) -> RecordLog:
         """Open (creating if needed) the log in ``directory`` and recover it after a crash.
+
+        ``required_records``: how many records the caller knows were durable (e.g. what a
+        checkpoint covered). A torn tail that would leave fewer is not a crash artefact but
+        lost data: it is refused *before* anything is truncated, as is a log that simply holds
+        fewer.
 
         Raises :class:`RecordLogCorruptError` for damage that is not a torn tail and
         :class:`RecordLogLockedError` if the log is already open elsewhere.
@@ -498,7 +505,7 @@ class RecordLog:
         log = cls(path, segment_max_bytes)
         log._acquire_lock()
         try:
-            log._recover()
+            log._recover(required_records)
             log._open_for_writing()
         except BaseException:
             log._release_resources()
@@ -518,7 +525,7 @@ class RecordLog:
             self._lock_fd = -1
             raise RecordLogLockedError(f"record log {self.directory} is open elsewhere") from None
 
-    def _recover(self) -> None:
+    def _recover(self, required_records: int) -> None:
         """Scan every segment, truncate a torn tail, refuse anything else, build the index."""
         truncated_bytes = 0
         truncated_path: str | None = None
@@ -528,6 +535,12 @@ class RecordLog:
                 problem = scan.problem
                 if not problem.is_torn_tail:
                     raise RecordLogCorruptError(problem)
+                if problem.record_number < required_records:
+                    detail = (
+                        f"{problem.detail}; {required_records} records were durable, so this "
+                        "is lost data, not a torn tail"
+                    )
+                    raise RecordLogCorruptError(replace(problem, detail=detail, is_torn_tail=False))
                 truncated_path = scan.path
                 truncated_bytes = len(data) - scan.valid_end
                 self._truncate_torn_tail(Path(scan.path), scan)
@@ -541,6 +554,19 @@ class RecordLog:
                 _Segment(scan.first_record_number, Path(scan.path), scan.offsets, size)
             )
             self._next_record_number = scan.first_record_number + len(scan.offsets)
+        if self._next_record_number < required_records:
+            last = self._segments[-1] if self._segments else None
+            raise RecordLogCorruptError(
+                ScanProblem(
+                    "records_missing",
+                    str(last.path if last else self.directory),
+                    last.size if last else 0,
+                    self._next_record_number,
+                    f"log ends after {self._next_record_number} records, "
+                    f"{required_records} were durable",
+                    False,
+                )
+            )
         self._durable_count = self._next_record_number
         self.recovery = RecoveryReport(
             self._next_record_number, truncated_bytes, truncated_path, problem

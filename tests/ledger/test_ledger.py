@@ -447,10 +447,18 @@ def test_losing_blocks_a_checkpoint_covered_is_refused(
     segment = Path(last.path)
     # Cut the last block in half: to the record log it looks like a torn tail...
     segment.write_bytes(segment.read_bytes()[: last.offset + 20])
+    damaged = segment.read_bytes()
     with pytest.raises(LedgerCorruptError) as caught:
         open_ledger(tmp_path, key)
-    # ...but a checkpoint had covered it, so it was durable: refuse rather than lose it.
-    assert "lost" in str(caught.value)
+    # ...but a checkpoint had covered it, so it was durable: refuse rather than lose it,
+    # and leave the evidence as it is.
+    assert (caught.value.height, caught.value.path, caught.value.offset) == (
+        last.record_number,
+        last.path,
+        last.offset,
+    )
+    assert "lost data" in str(caught.value)
+    assert segment.read_bytes() == damaged
 
 
 def test_a_receipt_verifies_offline_with_only_the_public_key(

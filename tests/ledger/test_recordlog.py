@@ -427,3 +427,24 @@ def test_iteration_reads_in_bounded_chunks(tmp_path: Path, monkeypatch: pytest.M
         assert [payload for _, payload in log.records()] == items
         assert [number for number, _ in log.records(17, 41)] == list(range(17, 41))
         assert [payload for _, payload in log.records(29, 32)] == items[29:32]
+
+
+def test_a_torn_tail_below_the_required_count_is_refused_untouched(tmp_path: Path) -> None:
+    items = payloads(8)
+    write_log(tmp_path, items)
+    (segment,) = segment_files(tmp_path)
+    last_offset = record_offsets(segment)[-1]
+    segment.write_bytes(segment.read_bytes()[: last_offset + 3])
+    torn = segment.read_bytes()
+    with pytest.raises(RecordLogCorruptError) as caught:
+        RecordLog.open(tmp_path, required_records=8)
+    assert (caught.value.record_number, caught.value.offset) == (7, last_offset)
+    assert segment.read_bytes() == torn
+    with pytest.raises(RecordLogCorruptError) as missing:
+        RecordLog.open(tmp_path, required_records=9)
+    assert missing.value.problem.kind == "record_header_short"
+    with RecordLog.open(tmp_path, required_records=7) as log:  # a real torn tail: truncated
+        assert log.recovery.record_count == 7
+    with pytest.raises(RecordLogCorruptError) as short:
+        RecordLog.open(tmp_path, required_records=8)
+    assert short.value.problem.kind == "records_missing"
