@@ -1,6 +1,10 @@
-# cython: annotation_typing=False
-# (Annotations on the def methods are documentation for readers and embedsignature; the exact
-# argument types are checked by hand below so that the errors match the reference book.)
+# cython: annotation_typing=False, binding=False
+# annotation_typing=False: annotations on the def methods are documentation for readers and
+# embedsignature; the exact argument types are checked by hand below so that the errors match the
+# reference book.
+# binding=False: methods are plain C methods rather than CyFunctions. A bound C method is called
+# without re-packing its arguments behind ``self`` (a CyFunction bound method allocates a new
+# argument array when called with more than four arguments), which measured ~12 ns less per call.
 """The compiled order book: one price-time-priority book per instrument, integers only.
 
 Behaviour is exactly the contract in ``matching/constants.py`` (the same as
