@@ -29,6 +29,10 @@ Method
    link, signature on all cores, checkpoint and balance) ; ``verify_s = blocks / seconds``,
    ``verify_ratio = verify_s / verify_limit_s``.
 
+The run also prints CPU per block (``getrusage``) of the ledger process and of the signing
+process, and the throughput those would allow with a core each: a figure that, unlike
+``blocks_s``, does not depend on what else the machine is running.
+
 Excluded: Python start-up, key generation, ledger creation, the baselines. The machine is
 shared, so run it on an otherwise idle machine for figures worth quoting; the ratios are
 robust to a uniformly slower machine because the baseline is measured in the same run.
@@ -44,6 +48,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import sys
 import tempfile
 import threading
@@ -103,6 +108,12 @@ def fsync_baseline(directory: Path, count: int = 200) -> tuple[float, float]:
         path.unlink()
     timings.sort()
     return 1000 * percentile(timings, 0.5), 1000 * percentile(timings, 0.99)
+
+
+def process_cpu_seconds(who: int) -> float:
+    """User + system CPU seconds of this process (all threads) or of its waited-for children."""
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def fill_payloads(count: int, first_trade: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -213,7 +224,9 @@ def main() -> None:
         ledger = Ledger.open(directory, key, signer=args.signer)
         fund(ledger)
         payloads = fill_payloads(args.blocks, 0, rng)
+        cpu_before = process_cpu_seconds(resource.RUSAGE_SELF)
         elapsed = throughput(ledger, payloads)
+        main_cpu_us = 1e6 * (process_cpu_seconds(resource.RUSAGE_SELF) - cpu_before) / args.blocks
         blocks_s = args.blocks / elapsed
         print(f"throughput: {args.blocks} fills durable in {elapsed:.2f} s = {blocks_s:.0f}/s "
               f"(signer={args.signer})")  # fmt: skip
@@ -231,6 +244,16 @@ def main() -> None:
         summary = " ".join(f"{name}={value:.2f}" for name, value in milliseconds.items())
         print(f"latency at {paced_rate:.0f}/s ({paced_count} fills), ms: {summary}")
         ledger.close()
+        signed_blocks = ledger.height  # every block after genesis went through the signer
+        if args.signer == "process":
+            signer_cpu_us = 1e6 * process_cpu_seconds(resource.RUSAGE_CHILDREN) / signed_blocks
+        else:
+            signer_cpu_us = 0.0
+        ceiling = 1e6 / max(main_cpu_us, signer_cpu_us)
+        print(
+            f"cpu per block: ledger process {main_cpu_us:.1f} us (all threads), signing process "
+            f"{signer_cpu_us:.1f} us -> {ceiling:.0f} blocks/s if each had an idle core"
+        )
 
         try:
             from ledger.audit import verify_ledger
