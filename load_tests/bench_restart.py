@@ -149,6 +149,8 @@ async def main():
     venue = await Venue.open(Config(data_dir={data_dir!r}, seed_demo=False))
     seconds = time.perf_counter() - started
     recovery = dict(venue.recovery)
+    recovery["resting"] = sum(len(book) for book in venue.exchange.books.values())
+    recovery["fills"] = venue.exchange.next_trade_number - 1
     await venue.sequencer.stop(snapshot=False)
     venue.journal.close()
     venue.ledger.close()
@@ -172,22 +174,27 @@ def main() -> None:
     parser.add_argument("--snapshot-every", type=int, default=20_000,
                         help="the venue's default snapshot_every_commands")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="build into DIR and keep it (reused if it already exists)")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-restart-"))
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench-restart-"))
+    data_dir = workdir / "data"
     try:
-        data_dir = workdir / "data"
-        built = build(data_dir, args.resting, args.fills, args.snapshot_every, args.seed)
-        print(f"built: {built}")
+        if not data_dir.exists():
+            built = build(data_dir, args.resting, args.fills, args.snapshot_every, args.seed)
+            print(f"built: {built}")
         timed = restart(data_dir)
         print(f"restart with snapshots: {timed}")
-        for snapshot in (data_dir / "snapshots").iterdir():
-            snapshot.unlink()
-        full = restart(data_dir)
-        print(f"restart replaying the whole journal (no snapshot): {full}")
-        print(f"RESULT restart_s={timed['seconds']:.2f} resting={built['resting']} "
-              f"fills={built['fills']} replayed={timed['replayed_commands']}")
+        if args.keep is None:
+            for snapshot in (data_dir / "snapshots").iterdir():
+                snapshot.unlink()
+            full = restart(data_dir)
+            print(f"restart replaying the whole journal (no snapshot): {full}")
+        print(f"RESULT restart_s={timed['seconds']:.2f} resting={timed['resting']} "
+              f"fills={timed['fills']} replayed={timed['replayed_commands']}")
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ recomputes, and appends the missing ones. Anything that does not line up is refu
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import logging
 import os
@@ -78,6 +80,26 @@ def _load_or_create_signing_key(keys_dir: Path):
     key = generate_private_key()
     save_private_key(key, path)
     return key
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Pause Python's cyclic garbage collector while recovery builds millions of objects.
+
+    Recovery allocates hundreds of thousands of containers (orders, snapshot rows, index
+    entries) and keeps nearly all of them: left on, the collector re-scans that growing heap over
+    and over, which measured at more than half the restart time. None of these objects form
+    cycles that need collecting. Afterwards ``gc.freeze()`` moves them to the permanent
+    generation, so later collections in the running venue do not keep walking them either.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
 
 
 def last_session_end(now_ns: int, session_end_minutes: int) -> int:
@@ -157,21 +179,24 @@ class Venue:
         started = time.perf_counter()
         data_dir = _ensure_private_dir(Path(config.data_dir))
         key = _load_or_create_signing_key(_ensure_private_dir(data_dir / "keys"))
-        ledger = await asyncio.to_thread(
-            Ledger.open,
-            data_dir / "ledger",
-            key,
-            origin=LEDGER_ORIGIN,
-            checkpoint_every_blocks=config.checkpoint_every_blocks,
-            checkpoint_every_ms=config.checkpoint_every_ms,
-        )
-        journal = await asyncio.to_thread(RecordLog.open, data_dir / "journal")
-        try:
-            exchange, recovery = await asyncio.to_thread(cls._recover, data_dir, journal, ledger)
-        except BaseException:
-            journal.close()
-            ledger.close()
-            raise
+        with _collector_paused():
+            ledger = await asyncio.to_thread(
+                Ledger.open,
+                data_dir / "ledger",
+                key,
+                origin=LEDGER_ORIGIN,
+                checkpoint_every_blocks=config.checkpoint_every_blocks,
+                checkpoint_every_ms=config.checkpoint_every_ms,
+            )
+            journal = await asyncio.to_thread(RecordLog.open, data_dir / "journal")
+            try:
+                exchange, recovery = await asyncio.to_thread(
+                    cls._recover, data_dir, journal, ledger
+                )
+            except BaseException:
+                journal.close()
+                ledger.close()
+                raise
         recovery["seconds"] = round(time.perf_counter() - started, 3)
         log.info("venue recovered", extra=recovery)
         sequencer = Sequencer(
