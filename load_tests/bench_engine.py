@@ -13,7 +13,9 @@ Method (see docs/ENGINE.md for the discussion):
 2. Each book replays the warm-up (untimed), then the commands back to back through its
    Python-callable API; only that loop is timed (bound methods and argument tuples are prepared
    beforehand; the loop, the call and dropping the returned events are inside the timing).
-   ``--repeats`` runs per book; the median is reported.
+   ``--repeats`` runs per book, interleaved (reference, compiled, reference, ...) so a change in
+   machine load hits both; medians are reported, in commands per wall-clock second (the RESULT
+   line) and per CPU-second of the benchmark thread (less sensitive to other processes).
 3. Latency: a separate pass over the same stream times every ``--latency-every``-th command with
    ``time.perf_counter_ns`` (closed loop; see the coordinated-omission note in docs/ENGINE.md).
 4. Memory: with tracemalloc on, a fresh book replays the warm-up plus the first
