@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ledger.block import (
     GENESIS_PREV_HASH,
@@ -437,3 +439,45 @@ def test_validate_and_encode_matches_the_two_step_path() -> None:
     with pytest.raises(BlockError) as caught:
         validate_and_encode(make_block("instrument_listed", floaty))
     assert caught.value.code == "block.bad_field"
+
+
+_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9:._/@\-]{0,12}", fullmatch=True)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    reference=st.dictionaries(st.text(max_size=8), _json_values, max_size=4),
+    issued=st.lists(st.tuples(_names, st.integers(1, 2**40)), max_size=4),
+    data=st.data(),
+)
+def test_any_listing_round_trips_and_any_byte_flip_is_detected(
+    reference: dict, issued: list, data: st.DataObject
+) -> None:
+    listing = sample_blocks()[1]
+    payload = {**listing.payload, "reference": reference}
+    deltas = make_deltas(
+        [(holder, "IPABS-X", amount) for holder, amount in issued]
+        + [("external:issuer", "IPABS-X", -amount) for _, amount in issued]
+    )
+    block = make_block("instrument_listed", payload, deltas)
+    validate_block(block)
+    signed = SIGNER.sign(block)
+    decoded = decode_signed_block(signed.to_bytes())
+    assert decoded.block == block and decoded.encoded == signed.encoded
+    position = data.draw(st.integers(0, len(signed.encoded) - 1))
+    flipped = bytearray(signed.encoded)
+    flipped[position] ^= data.draw(st.integers(1, 255))
+    try:
+        changed = decode_signed_block(bytes(flipped) + signed.signature)
+    except BlockError:
+        return  # refused outright
+    assert changed.block_hash != signed.block_hash
+    with pytest.raises(BlockError):
+        verify_block_signature(changed, SIGNER.public_key)
