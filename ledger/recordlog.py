@@ -56,7 +56,13 @@ zero-filled tail) is a torn write from a crash: the segment is truncated back to
 last good record, and :attr:`RecordLog.recovery` says how many bytes were cut. Any other problem
 -- a bad record followed by a valid one, or damage in an earlier segment -- raises
 :class:`RecordLogCorruptError` naming the file, offset and record number. Nothing is silently
-repaired.
+repaired. A caller that knows more records were durable (the ledger: its newest checkpoint)
+passes ``required_records``, and a "torn tail" that would cut into those is refused untouched.
+
+SIGKILL alone cannot tear a record: each batch is one ``write`` call and the page cache outlives
+the process. Torn tails come from power loss or a kernel crash, which can drop any suffix that
+was not yet fsynced; records written but never acknowledged may also survive (like any commit
+whose acknowledgement was lost).
 
 :class:`LogScanner` walks a log read-only and strictly (it never truncates) and reports, rather
 than raises, the first problem with its location; the audit tool uses it.
