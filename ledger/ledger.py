@@ -855,7 +855,12 @@ class Ledger:
             if isinstance(delta, Delta):
                 triples.append((delta.account, delta.asset, delta.amount))
             else:
-                account, asset, amount = delta
+                try:
+                    account, asset, amount = delta
+                except (TypeError, ValueError):
+                    raise BlockError(
+                        "block.bad_field", f"a delta is (account, asset, amount), not {delta!r}"
+                    ) from None
                 if type(amount) is not int:
                     raise BlockError("block.bad_field", f"delta amount {amount!r} is not an int")
                 triples.append((account, asset, amount))

@@ -176,6 +176,8 @@ def snapshot(ledger: Ledger) -> tuple[int, bytes, dict[tuple[str, str], int]]:
          "ledger.bad_field"),
         ("fill", fill_payload(1, qty=0), None, "ledger.bad_field"),
         ("deposit", {**deposit(BUYER, "CNY", 5), "source": "P-BR1"}, None, "ledger.bad_field"),
+        ("deposit", deposit(BUYER, "CNY", 5), [(BUYER, "CNY")], "ledger.bad_field"),
+        ("deposit", deposit(BUYER, "CNY", 5), [(BUYER, "CNY", 5.0)], "ledger.bad_field"),
         ("genesis", {}, None, "ledger.bad_kind"),
         ("no_such_kind", {}, None, "ledger.bad_kind"),
     ],
