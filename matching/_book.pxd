@@ -4,8 +4,10 @@
 # matching/constants.py and is identical to matching/reference.py; this file is about *how* the
 # compiled book stores a book so that one command costs a few hundred nanoseconds.
 #
-# Memory: every struct is allocated with PyMem_Malloc so tracemalloc accounts for it (the
-# benchmark measures bytes per resting order that way).
+# Memory: every struct is allocated with PyMem_Malloc/PyMem_Calloc so tracemalloc accounts for
+# it (the benchmark measures bytes per resting order that way).
+# Arithmetic: there is no division anywhere, so no cdivision directive is needed; sums that could
+# exceed int64 are 128-bit (level totals, the FOK shortfall).
 
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 

@@ -61,6 +61,7 @@ for _name, _value in (
 ):
     if getattr(_contract, _name) != _value:
         raise ImportError(f"matching._book disagrees with matching.constants on {_name}")
+del _name, _value
 
 # Event kinds and reasons as Python int objects built once: an event tuple takes a reference to
 # one of these instead of converting a C int on every event.
