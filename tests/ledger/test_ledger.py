@@ -144,6 +144,9 @@ def test_appended_blocks_are_durable_signed_and_linked(
             previous = signed
         assert ledger.find_fill("T-000007") == 13
         assert ledger.find_fill("T-999999") is None
+        with pytest.raises(LedgerError) as caught:
+            ledger.block(46)
+        assert caught.value.code == "ledger.no_such_block"
 
 
 def snapshot(ledger: Ledger) -> tuple[int, bytes, dict[tuple[str, str], int]]:
