@@ -27,7 +27,9 @@ the record log's writer thread does one write + one fsync per batch. The signing
   hashes over a pipe. It has its own interpreter and so truly uses the second core; a signing
   *thread* would too in principle (``sign`` releases the GIL) but must re-take the GIL after
   every signature while the caller's thread holds it; measured here, that convoy cut a signing
-  thread to about half its rate.
+  thread to about half its rate. At light load (a batch of at most ``INLINE_SIGN_MAX`` blocks
+  and nothing in flight) the forwarding thread signs itself: no convoy then, and two fewer
+  wake-ups on the way to durable.
 - ``signer="thread"``: sign in the forwarding thread; no child process (fast to open, for tests
   and small tools).
 
@@ -111,6 +113,11 @@ DEFAULT_ORIGIN = "abs-venue.example/ledger"
 # flight: 2 x 512 x 64 bytes of signatures fit in the default 64 KiB pipe buffer, so neither side
 # can block the other into a deadlock.
 SIGN_BATCH_LIMIT = 512
+# A batch this small, with nothing in flight at the signing process (light load), is signed in
+# the forwarding thread instead: at light load the caller leaves the GIL free, and the round
+# trip through the process only adds two wake-ups to append-to-durable latency (measured here
+# at 6,000 blocks/s: p99 about 8 ms inline against 10-75 ms through the process).
+INLINE_SIGN_MAX = 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,6 +265,9 @@ class _ThreadSigner:
         sign = key.sign
         return [sign(block_hash) for block_hash in hashes]
 
+    def check_alive(self) -> None:
+        """Nothing to check: signing happens in this process."""
+
     def close(self) -> None:
         self._submitted.clear()
 
@@ -301,6 +311,12 @@ class _ProcessSigner:
             received += len(chunk)
         data = b"".join(chunks)
         return [data[i : i + 64] for i in range(0, wanted, 64)]
+
+    def check_alive(self) -> None:
+        """Raise if the signing process has exited (it is fatal even while unused)."""
+        status = self._process.poll()
+        if status is not None:
+            raise OSError(f"signing process ended (exit status {status})")
 
     def close(self) -> None:
         for stream in (self._process.stdin, self._process.stdout):
@@ -945,6 +961,12 @@ class Ledger:
                     if not self._to_sign and not in_flight:
                         return
                     batch = self._take_sign_batch()
+                if batch and not in_flight and len(batch) <= INLINE_SIGN_MAX:
+                    self._signer.check_alive()
+                    key = batch[0][3]
+                    self._hand_to_log(batch, [key.sign(entry[2]) for entry in batch])
+                    batch = []
+                    continue
                 # Keep the signer busy: send the next batch before collecting the previous one.
                 if batch:
                     self._signer.submit(batch[0][3], [entry[2] for entry in batch])

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ledger import ledger as ledger_module
 from ledger.block import verify_block_signature
 from ledger.checkpoint import parse_checkpoint, verify_checkpoint
 from ledger.hasher import leaf_hash
@@ -126,8 +127,9 @@ def test_a_new_ledger_starts_with_a_genesis_block_naming_the_key(
 
 @pytest.mark.parametrize("signer", ["thread", "process"])
 def test_appended_blocks_are_durable_signed_and_linked(
-    tmp_path: Path, key: Ed25519PrivateKey, signer: str
+    tmp_path: Path, key: Ed25519PrivateKey, signer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(ledger_module, "INLINE_SIGN_MAX", 0)  # every block via the signer
     with open_ledger(tmp_path, key, signer=signer) as ledger:
         seed_market(ledger)
         handles = [ledger.append("fill", fill_payload(n)) for n in range(40)]
@@ -369,7 +371,10 @@ def test_reopen_restores_height_root_balances_index_and_checkpoint(
         assert reopened.block(handle.height).block.prev_hash == reopened.block(state[0]).block_hash
 
 
-def test_key_rotation_switches_the_signing_key(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+def test_key_rotation_switches_the_signing_key(
+    tmp_path: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ledger_module, "INLINE_SIGN_MAX", 0)  # the child must switch keys too
     new_key = generate_private_key()
     with open_ledger(tmp_path, key, signer="process") as ledger:
         seed_market(ledger)
