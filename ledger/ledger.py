@@ -312,6 +312,10 @@ class _ProcessSigner:
         data = b"".join(chunks)
         return [data[i : i + 64] for i in range(0, wanted, 64)]
 
+    @property
+    def process_id(self) -> int:
+        return self._process.pid
+
     def check_alive(self) -> None:
         """Raise if the signing process has exited (it is fatal even while unused)."""
         status = self._process.poll()
@@ -739,6 +743,12 @@ class Ledger:
     def recovery(self) -> RecoveryReport:
         """What opening the block log had to do (torn-tail bytes truncated, if any)."""
         return self._blocks.recovery
+
+    @property
+    def signer_process_id(self) -> int | None:
+        """Process id of the signing child (``signer="process"``), for monitoring; else None."""
+        signer = self._signer
+        return signer.process_id if isinstance(signer, _ProcessSigner) else None
 
     @property
     def signing_key_id(self) -> str:

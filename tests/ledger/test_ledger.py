@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -545,8 +546,11 @@ def test_a_dead_signing_process_is_fatal(tmp_path: Path, key: Ed25519PrivateKey)
     ledger = open_ledger(tmp_path, key, signer="process")
     seed_market(ledger)
     ledger.flush()
-    ledger._signer._process.kill()  # the child holding the key dies
-    ledger._signer._process.wait()
+    child = ledger.signer_process_id
+    assert child is not None
+    os.kill(child, signal.SIGKILL)  # the child holding the key dies
+    while ledger._signer._process.poll() is None:  # reaped by its Popen
+        time.sleep(0.001)
     handles = [ledger.append("fill", fill_payload(n)) for n in range(3)]
     for handle in handles:
         assert isinstance(handle.exception(5), LedgerFailedError)
