@@ -116,5 +116,8 @@ cdef class OrderBook:
                                 int side, int64_t price, int64_t qty, int tif, int64_t owner,
                                 int stp, int post_only) except -1
 
+    # walks (copies, so that building Python objects never holds a pointer into the book)
+    cdef RestingOrder* _canonical_copies(self, bint day_only, Py_ssize_t* count) except NULL
+
     # integrity
     cdef Py_ssize_t _validate_side(self, BookSide* book_side, int side) except -1

@@ -400,28 +400,18 @@ cdef class OrderBook:
 
     def expire_day(self) -> list[tuple[int, ...]]:
         """End of session: remove every resting DAY order, in canonical order."""
+        cdef Py_ssize_t count = 0
+        cdef Py_ssize_t index
+        cdef RestingOrder* expiring = self._canonical_copies(True, &count)
         cdef list events = []
-        cdef BookSide* book_side
-        cdef int side_number
-        cdef RestingOrder* order
-        cdef RestingOrder* next_order
-        cdef PriceLevel* level
-        cdef PriceLevel* next_level
-        for side_number in range(2):
-            book_side = &self.bids if side_number == BUY else &self.asks
-            level = book_side.best
-            while level != NULL:
-                # Removing orders may free this level: take its neighbour first, never touch it
-                # after its last order went.
-                next_level = level.worse
-                order = level.head
-                while order != NULL:
-                    next_order = order.next
-                    if order.tif == DAY:
-                        events.append((_CANCELLED, order.order_id, _EXPIRED, order.qty))
-                        self._remove(order)
-                    order = next_order
-                level = next_level
+        try:
+            for index in range(count):  # C only: the book is consistent before any event exists
+                self._remove(self._find(expiring[index].order_id))
+            for index in range(count):
+                events.append((_CANCELLED, expiring[index].order_id, _EXPIRED,
+                               expiring[index].qty))
+        finally:
+            PyMem_Free(expiring)
         return events
 
     # -------------------------------------------------------------------------- queries
@@ -447,17 +437,33 @@ cdef class OrderBook:
         cdef BookSide* book_side
         cdef int side_number
         cdef PriceLevel* level
+        cdef PriceLevel* copies
+        cdef Py_ssize_t count
+        cdef Py_ssize_t index
         cdef list rows
         cdef list result = []
         if not _read_int64(levels, &wanted, "levels"):
             wanted = MAX_INT64 if levels > 0 else 0
+        if wanted <= 0:
+            return [], []
         for side_number in range(2):
             book_side = &self.bids if side_number == BUY else &self.asks
-            rows = []
+            count = book_side.count if book_side.count < wanted else <Py_ssize_t>wanted
+            # Copy first, build Python objects after (see _canonical_copies for why).
+            copies = <PriceLevel*>PyMem_Malloc((count + 1) * sizeof(PriceLevel))
+            if copies == NULL:
+                raise MemoryError()
             level = book_side.best
-            while level != NULL and len(rows) < wanted:
-                rows.append((level.price, _uint128_to_int(level.total_qty), level.order_count))
+            for index in range(count):
+                copies[index] = level[0]
                 level = level.worse
+            rows = []
+            try:
+                for index in range(count):
+                    rows.append((copies[index].price, _uint128_to_int(copies[index].total_qty),
+                                 copies[index].order_count))
+            finally:
+                PyMem_Free(copies)
             result.append(rows)
         return result[0], result[1]
 
@@ -465,12 +471,14 @@ cdef class OrderBook:
         """``(side, price, qty, owner, tif, stp, post_only)`` of a resting order, else None."""
         cdef int64_t c_order_id = 0
         cdef RestingOrder* order = NULL
+        cdef RestingOrder view
         if _read_int64(order_id, &c_order_id, "order_id"):
             order = self._find(c_order_id)
         if order == NULL:
             return None
-        return (order.side, order.price, order.qty, order.owner, order.tif, order.stp,
-                order.post_only == 1)
+        view = order[0]  # a copy: building the tuple must not read the book
+        return (view.side, view.price, view.qty, view.owner, view.tif, view.stp,
+                view.post_only == 1)
 
     def __len__(self) -> int:
         return self.resting_count
@@ -548,21 +556,18 @@ cdef class OrderBook:
 
     def snapshot(self) -> list[tuple[int, int, int, int, int, int, int, int]]:
         """``(side, order_id, price, qty, owner, tif, stp, post_only 0/1)`` in canonical order."""
-        cdef list entries = []
-        cdef BookSide* book_side
-        cdef int side_number
+        cdef Py_ssize_t count = 0
+        cdef Py_ssize_t index
+        cdef RestingOrder* copies = self._canonical_copies(False, &count)
         cdef RestingOrder* order
-        cdef PriceLevel* level
-        for side_number in range(2):
-            book_side = &self.bids if side_number == BUY else &self.asks
-            level = book_side.best
-            while level != NULL:
-                order = level.head
-                while order != NULL:
-                    entries.append((order.side, order.order_id, order.price, order.qty,
-                                    order.owner, order.tif, order.stp, order.post_only))
-                    order = order.next
-                level = level.worse
+        cdef list entries = []
+        try:
+            for index in range(count):
+                order = &copies[index]
+                entries.append((order.side, order.order_id, order.price, order.qty,
+                                order.owner, order.tif, order.stp, order.post_only))
+        finally:
+            PyMem_Free(copies)
         return entries
 
     @classmethod
@@ -882,22 +887,26 @@ cdef class OrderBook:
                                 int stp, int post_only) except -1:
         """Match an incoming order, then fill, cancel or rest what is left (events appended).
 
-        The incoming order is not in the book. Each step re-reads the best opposite level, so
-        removing a maker (which may free its level) never leaves a dangling pointer in use.
+        The incoming order is not in the book. Each step changes the book first and builds its
+        events afterwards from C copies: creating a Python object can run arbitrary Python code (a
+        garbage collection running finalizers), which must never find this method holding a
+        pointer into the book. Each step starts again from the best opposite level.
         """
         cdef BookSide* opposite = &self.asks if side == BUY else &self.bids
         cdef PriceLevel* level
         cdef RestingOrder* maker
-        cdef int64_t maker_qty
-        cdef int64_t traded
-        cdef object maker_id
-        while qty > 0 and opposite.best != NULL:
+        cdef int64_t maker_id, maker_qty, maker_price, traded
+        cdef object maker_id_object
+        while qty > 0:
             level = opposite.best
+            if level == NULL:
+                break
             if (side == BUY and price < level.price) or (side == SELL and price > level.price):
                 break
             maker = level.head
-            maker_qty = maker.qty
             maker_id = maker.order_id
+            maker_qty = maker.qty
+            maker_price = level.price
             if owner != 0 and maker.owner == owner:
                 if stp == CANCEL_TAKER:
                     events.append((_CANCELLED, order_id_object, _SELF_TRADE, qty))
@@ -909,22 +918,61 @@ cdef class OrderBook:
                     return 0
                 continue
             traded = qty if qty < maker_qty else maker_qty
-            events.append((_FILL, maker_id, order_id_object, level.price, traded))
             qty -= traded
             if traded == maker_qty:
                 self._remove(maker)
-                events.append((_FILLED, maker_id))
+                maker_id_object = maker_id
+                events.append((_FILL, maker_id_object, order_id_object, maker_price, traded))
+                events.append((_FILLED, maker_id_object))
             else:
                 maker.qty = maker_qty - traded
                 level.total_qty -= <uint128>traded
+                events.append((_FILL, maker_id, order_id_object, maker_price, traded))
         if qty == 0:
             events.append((_FILLED, order_id_object))
         elif tif == IOC or tif == FOK:
             events.append((_CANCELLED, order_id_object, _IOC_REMAINDER, qty))
         else:
+            if self._find(order_id) != NULL:
+                # Only possible if Python code run while events were built (a finalizer) submitted
+                # this very id: resting it again would corrupt the id table.
+                raise RuntimeError(f"order {order_id} was submitted re-entrantly while matching")
             self._rest(order_id, side, price, qty, tif, owner, stp, post_only)
             events.append((_RESTED, order_id_object, price, qty))
         return 0
+
+    # -------------------------------------------------------------------------- walks
+
+    cdef RestingOrder* _canonical_copies(self, bint day_only,
+                                         Py_ssize_t* count) except NULL:
+        """Copies (by value) of the resting orders in canonical order; DAY orders only if asked.
+
+        Walking the book and building Python objects are kept apart: creating a Python object can
+        run arbitrary Python code (a garbage collection running finalizers) that might change the
+        book, so no pointer into it may be held meanwhile. The caller frees the array.
+        """
+        cdef RestingOrder* copies = <RestingOrder*>PyMem_Malloc(
+            (self.resting_count + 1) * sizeof(RestingOrder))
+        cdef BookSide* book_side
+        cdef int side_number
+        cdef PriceLevel* level
+        cdef RestingOrder* order
+        cdef Py_ssize_t copied = 0
+        if copies == NULL:
+            raise MemoryError()
+        for side_number in range(2):
+            book_side = &self.bids if side_number == BUY else &self.asks
+            level = book_side.best
+            while level != NULL:
+                order = level.head
+                while order != NULL:
+                    if not day_only or order.tif == DAY:
+                        copies[copied] = order[0]
+                        copied += 1
+                    order = order.next
+                level = level.worse
+        count[0] = copied
+        return copies
 
     # -------------------------------------------------------------------------- integrity
 
