@@ -549,7 +549,9 @@ def test_a_dead_signing_process_is_fatal(tmp_path: Path, key: Ed25519PrivateKey)
     child = ledger.signer_process_id
     assert child is not None
     os.kill(child, signal.SIGKILL)  # the child holding the key dies
-    while ledger._signer._process.poll() is None:  # reaped by its Popen
+    for _ in range(5_000):  # until its Popen has reaped it (bounded)
+        if ledger._signer._process.poll() is not None:
+            break
         time.sleep(0.001)
     handles = [ledger.append("fill", fill_payload(n)) for n in range(3)]
     for handle in handles:
