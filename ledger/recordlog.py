@@ -413,7 +413,10 @@ class _PendingAppend:
 
     def complete(self, error: RecordLogFailedError | None) -> None:
         if self.on_done is not None:
-            self.on_done(self.first, len(self.frames), error)
+            try:
+                self.on_done(self.first, len(self.frames), error)
+            except Exception:  # a caller's bug must not stop the writer or other completions
+                logger.exception("record log durability callback failed")
             return
         assert self.handles is not None
         for handle in self.handles:
