@@ -56,7 +56,6 @@ import re
 import struct
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
 from hashlib import sha256
 from typing import Any, NamedTuple
 
@@ -129,12 +128,13 @@ class Delta(NamedTuple):
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
-class Block:
+class Block(NamedTuple):
     """An unsigned block. ``payload`` must not be mutated after construction.
 
     ``deltas`` must be in canonical form (see ``make_deltas``); ``key_id`` is the 16-hex-char id
-    of the key that signs this block.
+    of the key that signs this block. A named tuple (immutable, like a frozen dataclass) because
+    it is built for every block written and every block audited, and tuple construction is
+    several times cheaper.
     """
 
     height: int
@@ -151,8 +151,7 @@ class Block:
         return encode_block(self)
 
 
-@dataclass(frozen=True, slots=True)
-class SignedBlock:
+class SignedBlock(NamedTuple):
     """A block with its canonical encoding, hash and Ed25519 signature over that hash."""
 
     block: Block
