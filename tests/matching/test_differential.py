@@ -406,6 +406,74 @@ def test_long_seeded_stream_agrees():
     pair.run(seeded_stream(seed=20260621, length=50_000), compare_every=10)
 
 
+def wide_price_stream(seed: int, length: int) -> list[Command]:
+    """Thousands of price levels: levels made and emptied far from the touch, deep sweeps.
+
+    Passive prices spread exponentially away from the middle (100,000 ticks), so the books hold
+    over a thousand levels; marketable orders (5%) reach up to 3,000 ticks through the opposite
+    best.
+    Cancels and replaces name ids submitted earlier (live or dead).
+    """
+    rng = random.Random(seed)
+    submitted: list[int] = []
+    stream: list[Command] = []
+    middle = 100_000
+
+    def passive_price(side: int) -> int:
+        distance = 1 + int(rng.expovariate(1 / 2_000))
+        return middle - distance if side == BUY else middle + distance
+
+    for order_id in range(1, length + 1):
+        roll = rng.random()
+        side = rng.choice((BUY, SELL))
+        if roll < 0.55 or not submitted:
+            submitted.append(order_id)
+            tif = rng.choice((GTC, GTC, DAY))
+            stream.append(
+                (
+                    "submit",
+                    order_id,
+                    side,
+                    passive_price(side),
+                    rng.randint(1, 100),
+                    tif,
+                    rng.randint(0, 20),
+                    rng.random() < 0.1,
+                    rng.choice(STP_MODES),
+                )
+            )
+        elif roll < 0.8:
+            stream.append(("cancel", rng.choice(submitted)))
+        elif roll < 0.95:
+            qty = CurrentQty(rng.randint(-5, 5)) if rng.random() < 0.5 else rng.randint(1, 100)
+            stream.append(("replace", rng.choice(submitted), passive_price(side), qty))
+        elif roll < 0.998:
+            submitted.append(order_id)
+            stream.append(
+                (
+                    "submit",
+                    order_id,
+                    side,
+                    OppositeBest(rng.randint(0, 3_000)),
+                    rng.randint(1, 250),
+                    rng.choice(TIFS),
+                    rng.randint(0, 20),
+                    False,
+                    rng.choice(STP_MODES),
+                )
+            )
+        else:
+            stream.append((rng.choice(("expire_day", "restore")),))
+    return stream
+
+
+def test_wide_price_stream_agrees():
+    pair = BookPair()
+    pair.run(wide_price_stream(seed=7, length=30_000), compare_every=100)
+    levels = pair.reference.depth(len(pair.reference))
+    assert len(levels[0]) + len(levels[1]) > 1_000  # the books really were deep
+
+
 def test_seeded_stream_exercises_every_event():
     # Guards the generator: a stream that stopped producing some event would test less.
     book = matching.ReferenceOrderBook()
