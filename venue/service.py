@@ -273,6 +273,9 @@ class Venue:
             "reappended_blocks": appended,
             "seq": exchange.seq,
             "ledger_height": ledger.height,
+            # bytes of a torn tail (a crash mid-write) that opening cut from each log
+            "journal_truncated_bytes": journal.recovery.truncated_bytes,
+            "ledger_truncated_bytes": ledger.recovery.truncated_bytes,
         }
 
     async def _seed_demo(self, data_dir: Path) -> None:
