@@ -162,15 +162,16 @@ class _Stop(Exception):
 
 
 def _check_records(
-    task: tuple[list[bytes], dict[str, bytes]],
+    task: tuple[list[bytes], dict[str, bytes], bool],
 ) -> list[tuple[Any, ...]]:
     """Decode, validate and signature-check a run of block records (runs in a worker).
 
     ``task`` is (records, {key id: raw public key} of every key the chain introduced up to the
-    end of this run). Returns one tuple per record: either ``("error", code, message)`` or
-    ``("ok", height, prev_hash, block_hash, kind, key_id, deltas, introduced_key, trade_id,
-    signature_ok, genesis_origin)``. The signature is checked against the key the block
-    *names*; whether that key is the one in force is decided by the sequential pass.
+    end of this run, whether the result will be pickled). Returns one tuple per record:
+    either ``("error", code, message)`` or ``("ok", height, prev_hash, block_hash, kind,
+    key_id, deltas, introduced_key, trade_id, signature_ok, genesis_origin)``. The signature
+    is checked against the key the block *names*; whether that key is the one in force is
+    decided by the sequential pass.
 
     Why threads by default: ``Ed25519PublicKey.verify`` releases the GIL and is ~70% of the
     work, so two threads overlap well on two cores; the Python part (decode + rules, ~45 us of
@@ -179,11 +180,12 @@ def _check_records(
     201.7 us, processes 235.3 us (17.5 main + 217.8 workers: pickling records and results both
     ways is pure overhead). Threads therefore have the higher ceiling (cores / CPU per block).
     """
-    records, raw_keys = task
+    records, raw_keys, for_pickle = task
     keys = {kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in raw_keys.items()}
     results: list[tuple[Any, ...]] = []
-    # Accounts, assets and key ids repeat in every block; mapping each to one shared object lets
-    # pickle send it once per chunk instead of once per block (about halves the result size).
+    # For a worker process: accounts, assets and key ids repeat in every block; mapping each to
+    # one shared object lets pickle send it once per chunk instead of once per block (about
+    # halves the result size). Threads share memory, so they skip this.
     shared: dict[Any, Any] = {}
     for record in records:
         try:
@@ -214,11 +216,13 @@ def _check_records(
                 block.prev_hash,
                 signed.block_hash,
                 block.kind,
-                shared.setdefault(block.key_id, block.key_id),
+                shared.setdefault(block.key_id, block.key_id) if for_pickle else block.key_id,
                 [
                     (shared.setdefault(account, account), shared.setdefault(asset, asset), amount)
                     for account, asset, amount in block.deltas
-                ],
+                ]
+                if for_pickle
+                else block.deltas,
                 introduced,
                 payload["trade_id"] if block.kind == "fill" else None,
                 signature_ok,
@@ -430,7 +434,9 @@ def _run_pipeline(
     key_table: dict[str, bytes] = {}
     yield_gil = mode == "thread"
 
-    def chunks() -> Iterator[tuple[list[bytes], dict[str, bytes]]]:
+    for_pickle = mode == "process"
+
+    def chunks() -> Iterator[tuple[list[bytes], dict[str, bytes], bool]]:
         chunk: list[bytes] = []
         for record in scanner:
             payload = record.payload
@@ -438,10 +444,10 @@ def _run_pipeline(
                 _key_table_update(payload, key_table)
             chunk.append(payload)
             if len(chunk) == CHUNK_RECORDS:
-                yield chunk, dict(key_table)
+                yield chunk, dict(key_table), for_pickle
                 chunk = []
         if chunk:
-            yield chunk, dict(key_table)
+            yield chunk, dict(key_table), for_pickle
 
     def consume(results: list[tuple[Any, ...]]) -> None:
         for index, entry in enumerate(results):

@@ -355,6 +355,8 @@ def decode_block(encoded: bytes) -> Block:
 
 
 def _decode_prefix(data: bytes) -> tuple[Block, int]:
+    if type(data) is not bytes:  # bytearray/memoryview slices are not hashable (name cache)
+        data = bytes(data)
     if len(data) < HEADER.size:
         raise BlockError("block.truncated", f"{len(data)} bytes is shorter than the header")
     magic, version, kind_code, height, timestamp_ns, prev_hash, raw_key_id, payload_length = (
@@ -407,9 +409,8 @@ def _decode_prefix(data: bytes) -> tuple[Block, int]:
             position += 2 + length
             (amount,) = unpack_amount(data, position)
             position += 8
-            account, asset = account_bytes.decode("ascii"), asset_bytes.decode("ascii")
-            if not (_is_valid_name(account) and _is_valid_name(asset)):
-                raise BlockError("block.bad_field", f"bad delta name {account!r}/{asset!r}")
+            account = _DECODED_NAMES.get(account_bytes) or _decode_name(account_bytes)
+            asset = _DECODED_NAMES.get(asset_bytes) or _decode_name(asset_bytes)
             if amount == 0:
                 raise BlockError("block.bad_field", "delta amount must be non-zero")
             key = (account, asset)
@@ -422,12 +423,28 @@ def _decode_prefix(data: bytes) -> tuple[Block, int]:
             deltas.append(Delta(account, asset, amount))
     except struct.error:
         raise BlockError("block.truncated", "record ends inside the deltas") from None
-    except UnicodeDecodeError:
-        raise BlockError("block.bad_field", "delta names must be ASCII") from None
     block = Block(
         height, prev_hash, timestamp_ns, KINDS[kind_code], raw_key_id.hex(), payload, tuple(deltas)
     )
     return block, position
+
+
+# Raw delta name bytes already decoded and found valid -> the name. The same few accounts and
+# assets appear in every block, so one dict lookup replaces decoding and validating each name.
+_DECODED_NAMES: dict[bytes, str] = {}
+
+
+def _decode_name(raw: bytes) -> str:
+    """Decode and validate one delta name (the cache-miss path of block decoding)."""
+    try:
+        name = raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise BlockError("block.bad_field", "delta names must be ASCII") from None
+    if not _is_valid_name(name):
+        raise BlockError("block.bad_field", f"bad delta name {name!r}")
+    if len(_DECODED_NAMES) < _VALID_NAMES_LIMIT:
+        _DECODED_NAMES[raw] = name
+    return name
 
 
 def decode_signed_block(record: bytes) -> SignedBlock:
