@@ -310,7 +310,8 @@ def commands(draw: st.DrawFn) -> Command:
 
 @settings(
     max_examples=300,
-    deadline=None,
+    deadline=None,  # one example replays up to 150 commands through two books
+    # Long streams are the point here: slow and large examples are expected, not a smell.
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(st.lists(commands(), min_size=20, max_size=150))
