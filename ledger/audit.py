@@ -56,7 +56,7 @@ from ledger.receipt import ReceiptError, build_receipt, receipt_to_json, verify_
 from ledger.recordlog import LogScanner
 
 CHUNK_RECORDS = 1024  # records per task sent to a worker: big enough to amortise pickling
-YIELD_EVERY = 64  # the sequential pass releases the GIL this often (see _run_pipeline)
+YIELD_EVERY = 32  # thread mode: the main thread releases the GIL this often (in records)
 _KEY_BLOCK_CODES = (KIND_CODES["genesis"], KIND_CODES["key_rotation"])
 _KIND_BYTE = 5  # offset of the kind code in a block encoding (after magic and version)
 
@@ -443,6 +443,8 @@ def _run_pipeline(
             if len(payload) > _KIND_BYTE and payload[_KIND_BYTE] in _KEY_BLOCK_CODES:
                 _key_table_update(payload, key_table)
             chunk.append(payload)
+            if yield_gil and len(chunk) % YIELD_EVERY == 0:
+                time.sleep(0)  # see consume(): keep verifier threads from waiting on the GIL
             if len(chunk) == CHUNK_RECORDS:
                 yield chunk, dict(key_table), for_pickle
                 chunk = []
