@@ -405,7 +405,7 @@ def test_post_only_that_would_cross_is_rejected(book):
 def test_post_only_that_does_not_cross_rests(book):
     fill_book(book, [(1, SELL, 100, 5, 0), (2, BUY, 98, 5, 0)])
     assert book.submit(3, BUY, 99, 5, post_only=True) == [(RESTED, 3, 99, 5)]
-    assert book.submit(4, SELL, 99 + 1, 2, post_only=True) == [(RESTED, 4, 100, 2)]
+    assert book.submit(4, SELL, 100, 2, post_only=True) == [(RESTED, 4, 100, 2)]
     assert book.get(3) == (BUY, 99, 5, 0, GTC, CANCEL_TAKER, True)
     assert book.get(4) == (SELL, 100, 2, 0, GTC, CANCEL_TAKER, True)
     assert book.depth(2) == ([(99, 5, 1), (98, 5, 1)], [(100, 7, 2)])
