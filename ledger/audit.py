@@ -28,6 +28,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -102,10 +103,16 @@ def read_checkpoint_notes(directory: Path) -> tuple[list[str], str | None]:
     return notes, None
 
 
+class IncompleteTailWarning(UserWarning):
+    """The last record is incomplete: a write in progress, or a crash not yet recovered."""
+
+
 def read_blocks(data_dir: str | os.PathLike[str]) -> Iterator[SignedBlock]:
     """Every block in height order, strictly decoded; ``AuditFailure`` at the first problem.
 
-    No signature checks: use ``verify_ledger`` for those.
+    An incomplete last record (torn tail) ends the iteration with an ``IncompleteTailWarning``
+    instead: the ledger itself truncates it on open. No signature checks: use
+    ``verify_ledger`` for those.
     """
     scanner = LogScanner(ledger_directory(data_dir) / BLOCKS_DIRECTORY)
     for record in scanner:
@@ -118,8 +125,15 @@ def read_blocks(data_dir: str | os.PathLike[str]) -> Iterator[SignedBlock]:
                 f"height {record.record_number}: record holds block {signed.block.height}"
             )
         yield signed
-    if scanner.problem is not None:
-        raise AuditFailure(f"height {scanner.problem.record_number}: {scanner.problem.describe()}")
+    problem = scanner.problem
+    if problem is not None and problem.is_torn_tail:
+        warnings.warn(
+            f"ignored an incomplete record at the end: {problem.describe()}",
+            IncompleteTailWarning,
+            stacklevel=2,
+        )
+    elif problem is not None:
+        raise AuditFailure(f"height {problem.record_number}: {problem.describe()}")
 
 
 # --------------------------------------------------------------------------- verification
@@ -142,6 +156,7 @@ class VerifyResult:
     seconds: float = 0.0
     workers: int = 1
     executor: str = "inline"
+    warnings: list[str] = field(default_factory=list)
     balances: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -399,9 +414,14 @@ def verify_ledger(
             raise _Stop(None, "audit.bad_checkpoint", checkpoint_problem)
         scanner = LogScanner(directory / BLOCKS_DIRECTORY)
         _run_pipeline(scanner, verifier, workers, mode, progress)
-        if scanner.problem is not None:
-            problem = scanner.problem
+        problem = scanner.problem
+        if problem is not None and not problem.is_torn_tail:
             raise _Stop(problem.record_number, "audit.bad_record", problem.describe())
+        if problem is not None:
+            # An incomplete last record: a write in progress or a crash (the ledger truncates it
+            # on open). Nothing durable is lost unless a checkpoint covered it, which finish()
+            # reports as a failure; so this alone is a warning.
+            result.warnings.append(f"ignored an incomplete record at the end: {problem.describe()}")
         verifier.finish()
         result.ok = True
     except _Stop as stop:
@@ -661,6 +681,8 @@ def _command_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         args.data_dir, workers=args.workers, pinned_key=pinned, progress=progress
     )
     progress.done()
+    for warning in result.warnings:
+        err.write(f"venue-audit: warning: {warning}\n")
     if args.json:
         _emit_json(out, result.to_json())
     elif result.ok:
@@ -955,7 +977,12 @@ def main(
     args.json = getattr(args, "json", False)
     try:
         ledger_directory(args.data_dir)
-        return args.handler(args, out, err)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", IncompleteTailWarning)
+            code = args.handler(args, out, err)
+        for warning in caught:
+            err.write(f"venue-audit: warning: {warning.message}\n")
+        return code
     except AuditUsageError as error:
         err.write(f"venue-audit: {error}\n")
         return 2

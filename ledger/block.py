@@ -76,6 +76,7 @@ KINDS = (
     "fill",
     "factor_update",
     "key_rotation",
+    "instrument_updated",
 )
 KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 CASH_ASSET = "CNY"
@@ -601,10 +602,15 @@ def _validate_instrument_listed(payload: Mapping[str, Any]) -> None:
 
 
 def _validate_participant_admitted(payload: Mapping[str, Any]) -> None:
+    """Trading roles belong to a segment; a clerk or operator never trades and has ``null``."""
     _fields_exactly(payload, {"participant_id", "segment", "role"}, {"name", "reference"})
     _participant(payload, "participant_id")
-    _choice(payload, "segment", SEGMENTS)
-    _choice(payload, "role", ROLES)
+    role = _choice(payload, "role", ROLES)
+    if role in ("clerk", "operator"):
+        if payload["segment"] is not None:
+            raise BlockError("block.bad_field", f"a {role} has no segment (null)")
+    else:
+        _choice(payload, "segment", SEGMENTS)
     _optional(payload, "name", str)
     _optional(payload, "reference", dict)
 
@@ -666,6 +672,18 @@ def _validate_factor_update(payload: Mapping[str, Any]) -> None:
     _optional(payload, "reference", dict)
 
 
+INSTRUMENT_CHANGES = ("coupon_roll", "status")
+
+
+def _validate_instrument_updated(payload: Mapping[str, Any]) -> None:
+    """A reference-data change other than the pool factor: a coupon roll or a halt/resume."""
+    _fields_exactly(payload, {"symbol", "change", "reference"}, {"effective_date"})
+    _str(payload, "symbol", NAME_PATTERN)
+    _choice(payload, "change", INSTRUMENT_CHANGES)
+    _optional(payload, "reference", dict)
+    _optional(payload, "effective_date", str)
+
+
 def _validate_key_rotation(payload: Mapping[str, Any]) -> None:
     _fields_exactly(payload, {"new_public_key"}, {"reason"})
     _str(payload, "new_public_key", HEX_KEY_PATTERN)
@@ -681,6 +699,7 @@ _PAYLOAD_VALIDATORS = {
     "fill": _validate_fill,
     "factor_update": _validate_factor_update,
     "key_rotation": _validate_key_rotation,
+    "instrument_updated": _validate_instrument_updated,
 }
 
 
@@ -788,7 +807,7 @@ def check_block_rules(block: Block) -> None:
         expected = withdrawal_deltas(
             payload["account"], payload["asset"], payload["amount"], payload["destination"]
         )
-    elif kind in ("genesis", "participant_admitted", "key_rotation"):
+    elif kind in ("genesis", "participant_admitted", "key_rotation", "instrument_updated"):
         expected = ()
     else:  # instrument_listed, factor_update: any deltas that conserve every asset
         _check_conservation(block.deltas)

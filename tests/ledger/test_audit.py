@@ -335,3 +335,23 @@ def test_progress_goes_to_stderr_only_on_a_terminal(built: BuiltLedger) -> None:
     out = io.StringIO()
     assert main(["verify", "--data-dir", str(built.data_dir)], stdout=out, stderr=terminal) == 0
     assert out.getvalue().startswith("verified")  # data on stdout, progress on stderr
+
+
+def test_an_incomplete_last_record_is_a_warning_unless_a_checkpoint_covered_it(
+    built: BuiltLedger, tmp_path: Path
+) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(built.data_dir, copy)
+    records = list(LogScanner(copy / "ledger" / "blocks"))
+    last = Path(records[-1].path)
+    original = last.read_bytes()
+    # A write in progress (or a crash): half a frame after the last complete record.
+    last.write_bytes(original + frame_record(records[-1].payload)[:40])
+    code, out, err = run("verify", "--data-dir", str(copy))
+    assert code == 0 and "warning: ignored an incomplete record" in err
+    code, out, err = run("balances", "--json", "--data-dir", str(copy))
+    assert code == 0 and json.loads(out) and "warning" in err
+    # Cut into the last complete record instead: the final checkpoint covered it -> failure.
+    last.write_bytes(original[:-10])
+    code, _, err = run("verify", "--data-dir", str(copy))
+    assert code == 1 and f"height {len(records) - 1}" in err

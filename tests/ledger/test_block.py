@@ -114,7 +114,50 @@ def sample_blocks() -> list[Block]:
         make_block("fill", fill, fill_deltas(fill)),
         make_block("factor_update", {"instrument": "IPABS-2019-1-A", "factor": 950_000}),
         make_block("key_rotation", {"new_public_key": new_key, "reason": "scheduled"}),
+        make_block(
+            "instrument_updated",
+            {
+                "symbol": "IPABS-2019-1-A",
+                "change": "coupon_roll",
+                "effective_date": "2027-02-15",
+                "reference": {"accrual_start": "2027-02-15", "next_coupon_date": "2027-05-15"},
+            },
+        ),
     ]
+
+
+def test_a_clerk_or_operator_is_admitted_without_a_segment_and_traders_need_one() -> None:
+    for role in ("clerk", "operator"):
+        validate_block(
+            make_block(
+                "participant_admitted", {"participant_id": "P-CLK1", "segment": None, "role": role}
+            )
+        )
+        with pytest.raises(BlockError):
+            validate_block(
+                make_block(
+                    "participant_admitted",
+                    {"participant_id": "P-CLK1", "segment": "exchange", "role": role},
+                )
+            )
+    with pytest.raises(BlockError):
+        validate_block(
+            make_block(
+                "participant_admitted",
+                {"participant_id": "P-B1", "segment": None, "role": "broker"},
+            )
+        )
+
+
+def test_instrument_updated_takes_no_deltas_and_a_known_change() -> None:
+    payload = {"symbol": "IPABS-2019-1-A", "change": "status", "reference": {"status": "halted"}}
+    validate_block(make_block("instrument_updated", payload))
+    with pytest.raises(BlockError):
+        validate_block(make_block("instrument_updated", {**payload, "change": "rename"}))
+    with pytest.raises(BlockError):
+        validate_block(
+            make_block("instrument_updated", payload, [("P-MM1", "CNY", 1), ("P-MM2", "CNY", -1)])
+        )
 
 
 def test_every_kind_round_trips_encode_decode_sign_verify() -> None:
@@ -183,7 +226,7 @@ def test_strict_decoding_of_structure() -> None:
     cases = {
         "block.bad_magic": b"XBSL" + encoded[4:],
         "block.bad_version": encoded[:4] + b"\x02" + encoded[5:],
-        "block.bad_kind": encoded[:5] + b"\x08" + encoded[6:],
+        "block.bad_kind": encoded[:5] + bytes([len(KINDS)]) + encoded[6:],
         "block.trailing_bytes": encoded + b"\x00",
         "block.truncated": encoded[:-1],
     }
@@ -356,7 +399,8 @@ def test_successor_rules() -> None:
 
 
 def test_key_rotation_hands_over_to_the_new_key() -> None:
-    genesis, *_, rotation = sample_blocks()
+    by_kind = {block.kind: block for block in sample_blocks()}
+    genesis, rotation = by_kind["genesis"], by_kind["key_rotation"]
     key = next_signing_key(genesis, None)
     check_signing_key(rotation, key)  # the rotation is signed by the old key
     new_key = next_signing_key(rotation, key)

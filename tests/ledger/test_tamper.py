@@ -123,6 +123,14 @@ def build_mixed_ledger(data_dir: Path, fills: int = 190, seed: int = 7) -> Built
             ledger.issue_checkpoint()
         if number == 60:
             ledger.append("factor_update", {"instrument": INSTRUMENTS[0], "factor": 980_000})
+            ledger.append(
+                "instrument_updated",
+                {
+                    "symbol": INSTRUMENTS[1],
+                    "change": "status",
+                    "reference": {"status": "halted"},
+                },
+            )
         if number == 100:
             ledger.flush()
             ledger.rotate_key(second_key, reason="scheduled rotation")
