@@ -403,10 +403,13 @@ cdef class OrderBook:
         cdef Py_ssize_t count = 0
         cdef Py_ssize_t index
         cdef RestingOrder* expiring = self._canonical_copies(True, &count)
-        cdef list events = []
+        cdef list events
+        # Pure C from the copy to the last removal (no Python object is created in between), so
+        # every copied order is still resting when it is removed.
+        for index in range(count):
+            self._remove(self._find(expiring[index].order_id))
         try:
-            for index in range(count):  # C only: the book is consistent before any event exists
-                self._remove(self._find(expiring[index].order_id))
+            events = []
             for index in range(count):
                 events.append((_CANCELLED, expiring[index].order_id, _EXPIRED,
                                expiring[index].qty))
