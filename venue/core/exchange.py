@@ -645,14 +645,13 @@ class Exchange:
         self.owner_numbers[participant.participant_id] = len(self.owner_numbers) + 1
         self.credentials[command.key_id] = (participant.participant_id, command.secret)
         wire = participant.to_wire()
-        if participant.can_trade:  # only trading participants hold assets on the ledger
-            admitted = {
-                "participant_id": participant.participant_id,
-                "name": participant.name,
-                "segment": participant.segment.value,
-                "role": participant.role.value,
-            }
-            outcome.ledger_entries.append(LedgerEntry("participant_admitted", admitted, []))
+        admitted = {
+            "participant_id": participant.participant_id,
+            "name": participant.name,
+            "segment": None if participant.segment is None else participant.segment.value,
+            "role": participant.role.value,
+        }
+        outcome.ledger_entries.append(LedgerEntry("participant_admitted", admitted, []))
         outcome.result = {**wire, "key_id": command.key_id}
         return outcome
 
@@ -728,6 +727,18 @@ class Exchange:
         updated = instrument.with_status(TradingStatus(command.status))
         self.instruments[command.symbol] = updated
         outcome.result = updated.to_wire()
+        outcome.ledger_entries.append(
+            LedgerEntry(
+                "instrument_updated",
+                {
+                    "symbol": command.symbol,
+                    "change": "status",
+                    "effective_date": trade_date(ts).isoformat(),
+                    "reference": outcome.result,
+                },
+                [],
+            )
+        )
         outcome.events.append({"type": "instrument", **outcome.result})
         return outcome
 
