@@ -21,7 +21,8 @@ API for the store engineer and the venue:
 - ``Block(height, prev_hash, timestamp_ns, kind, key_id, payload, deltas, version=1)`` with
   ``encode() -> bytes``; ``GENESIS_PREV_HASH`` (32 zero bytes).
 - ``Signer(private_key)``: ``.key_id``, ``.public_key``, ``.sign(block) -> SignedBlock``;
-  ``.sign_encoded(encoded) -> SignedBlock`` if you encoded yourself (e.g. on another thread).
+  ``.sign_hash(block_hash) -> bytes`` if you encoded and hashed yourself (e.g. to sign on
+  another thread or process; ``sign`` releases the GIL).
 - ``SignedBlock(block, encoded, block_hash, signature)``: ``to_bytes()`` is the record;
   ``leaf_hash`` is the Merkle leaf hash of this block.
 - ``decode_signed_block(record) -> SignedBlock``; ``decode_block(encoding) -> Block``.
@@ -30,7 +31,7 @@ API for the store engineer and the venue:
   (the writer's hot path: nothing is checked twice).
 - ``validate_block(block) -> None``: structure, per-kind payload schema, delta rules
   (conservation of every asset for every kind; exact DvP + fee deltas for fills; exact deltas for
-  deposits and withdrawals; none for genesis, admissions and key rotations).
+  deposits and withdrawals; none for genesis, admissions, key rotations, instrument updates).
 - ``check_block_rules(block) -> None``: ``validate_block`` minus the structural checks that
   decoding already enforces (for decoded blocks; the audit's hot path).
 - ``validate_successor(previous, block) -> None``: height sequence and hash link.
