@@ -11,7 +11,10 @@ from setuptools import setup
 ext_modules = []
 if os.environ.get("VENUE_NO_EXTENSIONS", "") not in ("1", "true", "yes"):
     from Cython.Build import cythonize
+    from Cython.Compiler import Options
     from setuptools import Extension
+
+    Options.warning_errors = True  # STYLE.md: Cython warnings are errors
 
     ext_modules = cythonize(
         [Extension("matching._book", ["matching/_book.pyx"], extra_compile_args=["-O3"])],
