@@ -678,7 +678,11 @@ def _command_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     pinned = _load_key_argument(args.pubkey) if args.pubkey else None
     progress = _Progress(err)
     result = verify_ledger(
-        args.data_dir, workers=args.workers, pinned_key=pinned, progress=progress
+        args.data_dir,
+        workers=args.workers,
+        executor=args.executor,
+        pinned_key=pinned,
+        progress=progress,
     )
     progress.done()
     for warning in result.warnings:
@@ -919,6 +923,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--pubkey", help="pin the venue public key (file or hex/base64 text)")
     verify.add_argument(
         "--workers", type=_non_negative, default=None, help="threads (default: all cores)"
+    )
+    verify.add_argument(
+        "--executor",
+        choices=["thread", "process"],
+        default="thread",
+        help="run the checks on threads (default) or worker processes",
     )
     verify.set_defaults(handler=_command_verify)
 

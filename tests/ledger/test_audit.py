@@ -46,7 +46,11 @@ def test_verify_ok_text_and_json(built: BuiltLedger) -> None:
     code, out, _ = run("verify", "--data-dir", str(built.data_dir), "--json", "--workers", "1")
     summary = json.loads(out)
     assert code == 0 and summary["ok"] is True and summary["blocks"] == built.block_count
-    assert summary["first_bad_height"] is None
+    assert summary["first_bad_height"] is None and summary["executor"] == "inline"
+    code, out, _ = run(
+        "verify", "--data-dir", str(built.data_dir), "--json", "--executor", "process"
+    )
+    assert code == 0 and json.loads(out)["executor"] in ("process", "inline")
 
 
 def test_verify_with_pinned_key(built: BuiltLedger, tmp_path: Path) -> None:
