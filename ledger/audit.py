@@ -89,8 +89,16 @@ def ledger_directory(data_dir: str | os.PathLike[str]) -> Path:
     raise AuditUsageError(f"no ledger in {base} (expected {base / 'ledger' / BLOCKS_DIRECTORY})")
 
 
+class IncompleteTailWarning(UserWarning):
+    """The last record is incomplete: a write in progress, or a crash not yet recovered."""
+
+
 def read_checkpoint_notes(directory: Path) -> tuple[list[str], str | None]:
-    """Every stored checkpoint note in order, and a description of a storage problem if any."""
+    """Every stored checkpoint note in order, and a description of a storage problem if any.
+
+    An incomplete last checkpoint record (a torn tail) is skipped with an
+    ``IncompleteTailWarning``: it was never durable, so it was never published.
+    """
     notes: list[str] = []
     scanner = LogScanner(directory / CHECKPOINTS_DIRECTORY)
     if not (directory / CHECKPOINTS_DIRECTORY).is_dir():
@@ -98,13 +106,15 @@ def read_checkpoint_notes(directory: Path) -> tuple[list[str], str | None]:
     for record in scanner:
         notes.append(record.payload.decode("utf-8", errors="replace"))
     problem = scanner.problem
-    if problem is not None:
+    if problem is not None and problem.is_torn_tail:
+        warnings.warn(
+            f"ignored an incomplete checkpoint at the end: {problem.describe()}",
+            IncompleteTailWarning,
+            stacklevel=2,
+        )
+    elif problem is not None:
         return notes, f"checkpoint store: {problem.describe()}"
     return notes, None
-
-
-class IncompleteTailWarning(UserWarning):
-    """The last record is incomplete: a write in progress, or a crash not yet recovered."""
 
 
 def read_blocks(data_dir: str | os.PathLike[str]) -> Iterator[SignedBlock]:
@@ -404,9 +414,12 @@ def verify_ledger(
     pinned_raw = None
     if pinned_key is not None:
         pinned_raw = pinned_key if isinstance(pinned_key, bytes) else pinned_key.public_bytes_raw()
-    notes, checkpoint_problem = read_checkpoint_notes(directory)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IncompleteTailWarning)
+        notes, checkpoint_problem = read_checkpoint_notes(directory)
     mode = "inline" if workers == 1 else executor
     result = VerifyResult(False, 0, len(notes), 0, "", None, None, workers=workers, executor=mode)
+    result.warnings.extend(str(warning.message) for warning in caught)
     verifier: _Verifier | None = None
     try:
         verifier = _Verifier(notes, pinned_raw)

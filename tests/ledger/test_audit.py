@@ -359,3 +359,23 @@ def test_an_incomplete_last_record_is_a_warning_unless_a_checkpoint_covered_it(
     last.write_bytes(original[:-10])
     code, _, err = run("verify", "--data-dir", str(copy))
     assert code == 1 and f"height {len(records) - 1}" in err
+
+
+def test_an_incomplete_last_checkpoint_is_skipped_with_a_warning(
+    built: BuiltLedger, tmp_path: Path
+) -> None:
+    copy = tmp_path / "data"
+    shutil.copytree(built.data_dir, copy)
+    records = list(LogScanner(copy / "ledger" / "checkpoints"))
+    path = Path(records[-1].path)
+    path.write_bytes(path.read_bytes() + frame_record(records[-1].payload)[:30])
+    result = verify_ledger(copy, workers=1)
+    assert result.ok and result.checkpoints == len(records)
+    assert any("incomplete checkpoint" in warning for warning in result.warnings)
+    code, _, err = run("verify", "--data-dir", str(copy))
+    assert code == 0 and "warning: ignored an incomplete checkpoint" in err
+    # Damage to an earlier checkpoint record is not a torn tail: a failure.
+    data = bytearray(path.read_bytes())
+    data[records[0].offset + 12] ^= 1
+    path.write_bytes(bytes(data))
+    assert run("verify", "--data-dir", str(copy))[0] == 1
