@@ -321,8 +321,8 @@ class Venue:
         now = time.time_ns()
         end = last_session_end(now, self.config.session_end_minutes)
         if any(
-            order.is_open and order.time_in_force == "day" and order.created_ts < end
-            for order in self.exchange.orders.values()
+            order.time_in_force == "day" and order.created_ts < end
+            for order in self.exchange.open_orders.values()
         ):
             await self.submit(ExpireDay())
         today = trade_date(now)

@@ -144,7 +144,8 @@ class Exchange:
         self.participants: dict[str, Participant] = {}
         self.owner_numbers: dict[str, int] = {}
         self.credentials: dict[str, tuple[str, str]] = {}  # key_id -> (participant, secret)
-        self.orders: dict[int, Order] = {}
+        self.orders: dict[int, Order] = {}  # every order ever accepted, by id
+        self.open_orders: dict[int, Order] = {}  # the live ones, in id (= time) order
         self.client_orders: dict[tuple[str, str], int] = {}
         self.accounts = Accounts()
         self.next_order_id = 1
@@ -367,6 +368,7 @@ class Exchange:
         )
         self.next_order_id += 1
         self.orders[order.order_id] = order
+        self.open_orders[order.order_id] = order
         self.client_orders[(participant.participant_id, client_order_id)] = order.order_id
         self.accounts.reserve(order.order_id, participant.participant_id, asset, need)
         outcome = Outcome(seq, None)
@@ -400,15 +402,14 @@ class Exchange:
             self._instrument(command.symbol)
         targets = [
             order
-            for order in self.orders.values()
-            if order.is_open
-            and order.participant == command.participant
+            for order in self.open_orders.values()
+            if order.participant == command.participant
             and (command.symbol is None or order.symbol == command.symbol)
         ]
         if not targets:
             return Outcome(self.seq, {"canceled": []}, journaled=False)
         outcome = Outcome(self._next_seq(), None)
-        for order in sorted(targets, key=lambda target: target.order_id):
+        for order in targets:
             events = self.books[order.symbol].cancel(order.order_id)
             self._process_engine_events(events, outcome, ts)
         outcome.result = {"canceled": [order.order_id for order in targets]}
@@ -504,6 +505,8 @@ class Exchange:
             if order.is_open:
                 # Release what the fills left over: the reservation is need(leaves_qty).
                 self.accounts.set_reservation(order.order_id, self._need(order, day), check=False)
+            else:
+                self.open_orders.pop(order.order_id, None)
             if self.emit_events:
                 outcome.events.append({"type": "order", **self.order_report(order)})
         if self.emit_events and touched:
@@ -818,8 +821,8 @@ class Exchange:
         except VenueError:
             return
         book = self.books[symbol]
-        for order in sorted(self.orders.values(), key=lambda item: item.order_id):
-            if not (order.is_open and order.symbol == symbol and order.side == "buy"):
+        for order in list(self.open_orders.values()):
+            if not (order.symbol == symbol and order.side == "buy"):
                 continue
             need = self._need(order, day)
             increase = need - self.accounts.reservation_of(order.order_id)
@@ -829,6 +832,7 @@ class Exchange:
                 book.cancel(order.order_id)
                 order.close("canceled", reason, ts)
                 self.accounts.release(order.order_id)
+                del self.open_orders[order.order_id]
                 outcome.events.append({"type": "order", **self.order_report(order)})
 
     _HANDLERS = {
@@ -879,6 +883,8 @@ class Exchange:
         """Cross-check orders, books and reservations (tests call this after every step)."""
         self.accounts.validate()
         open_orders = {oid: o for oid, o in self.orders.items() if o.is_open}
+        assert open_orders == self.open_orders, "the open-order index is out of date"
+        assert list(self.open_orders) == sorted(self.open_orders), "open orders out of id order"
         resting = 0
         for book in self.books.values():
             book.validate()
@@ -936,6 +942,8 @@ class Exchange:
             order = Order.restore(row)
             exchange.orders[order.order_id] = order
             exchange.client_orders[(order.participant, order.client_order_id)] = order.order_id
+            if order.is_open:
+                exchange.open_orders[order.order_id] = order
         exchange.accounts = Accounts.restore(data["accounts"])
         exchange.next_order_id = data["next_order_id"]
         exchange.next_trade_number = data["next_trade_number"]
