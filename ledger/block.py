@@ -281,14 +281,57 @@ def validate_and_encode(block: Block) -> bytes:
     generic canonical-value walk.
     """
     validate_block(block)
-    if block.kind != "fill":
-        _check_canonical_value(block.payload, "payload")
+    if block.kind == "fill":
+        return _encode_checked(block, KIND_CODES["fill"], _validated_fill_json(block.payload))
+    _check_canonical_value(block.payload, "payload")
     return _encode_checked(block, KIND_CODES[block.kind])
 
 
-def _encode_checked(block: Block, kind_code: int) -> bytes:
+# The canonical JSON of a fill whose schema has been validated, as one %-format: keys in sorted
+# order; ints with %d (the schema refuses bools); names with quotes and no escaping (the name
+# pattern allows no quote, backslash, control or non-ASCII character); the two order ids are
+# either, so they are rendered first. Equal byte for byte to _canonical_json (tested); about
+# twice as fast, on the writer's hot path.
+_FILL_JSON_TEMPLATE = (
+    '{"accrued":%d,"aggressor":"%s","buyer":"%s","buyer_fee":%d,"buyer_segment":"%s",'
+    '"factor":%d,"instrument":"%s","maker_order_id":%s,"price":%d,"qty":%d,"seller":"%s",'
+    '"seller_fee":%d,"seller_segment":"%s","settlement_amount":%d,"taker_order_id":%s,'
+    '"timestamp_ns":%d,"trade_id":"%s"}'
+)
+
+
+def _order_id_json(value: int | str) -> str:
+    return str(value) if type(value) is int else f'"{value}"'
+
+
+def _validated_fill_json(payload: Mapping[str, Any]) -> bytes:
+    """Canonical JSON bytes of a fill payload that passed ``_validate_fill``."""
+    text = _FILL_JSON_TEMPLATE % (
+        payload["accrued"],
+        payload["aggressor"],
+        payload["buyer"],
+        payload["buyer_fee"],
+        payload["buyer_segment"],
+        payload["factor"],
+        payload["instrument"],
+        _order_id_json(payload["maker_order_id"]),
+        payload["price"],
+        payload["qty"],
+        payload["seller"],
+        payload["seller_fee"],
+        payload["seller_segment"],
+        payload["settlement_amount"],
+        _order_id_json(payload["taker_order_id"]),
+        payload["timestamp_ns"],
+        payload["trade_id"],
+    )
+    return text.encode("ascii")
+
+
+def _encode_checked(block: Block, kind_code: int, payload: bytes | None = None) -> bytes:
     """The encoding of a block whose payload values and delta form have been checked."""
-    payload = _canonical_json(block.payload).encode("ascii")
+    if payload is None:
+        payload = _canonical_json(block.payload).encode("ascii")
     try:
         header = HEADER.pack(
             MAGIC,

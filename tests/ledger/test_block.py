@@ -525,3 +525,40 @@ def test_any_listing_round_trips_and_any_byte_flip_is_detected(
     assert changed.block_hash != signed.block_hash
     with pytest.raises(BlockError):
         verify_block_signature(changed, SIGNER.public_key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ints=st.lists(st.integers(1, 2**50), min_size=8, max_size=8),
+    fees=st.tuples(st.integers(-(2**40), 2**40), st.integers(-(2**40), 2**40)),
+    order_ids=st.tuples(st.integers(0, 2**63 - 1) | _names, st.integers(0, 2**63 - 1) | _names),
+    names=st.lists(_names, min_size=3, max_size=3, unique=True),
+    segments=st.tuples(
+        st.sampled_from(["interbank", "exchange"]), st.sampled_from(["interbank", "exchange"])
+    ),
+    aggressor=st.sampled_from(["buy", "sell"]),
+)
+def test_the_fast_fill_json_equals_the_canonical_json(
+    ints: list[int],
+    fees: tuple,
+    order_ids: tuple,
+    names: list[str],
+    segments: tuple,
+    aggressor: str,
+) -> None:
+    from ledger import block as block_module
+
+    price, qty, accrued, amount, timestamp = ints[:5]
+    payload = fill_payload(
+        price=price, qty=qty, accrued=accrued, settlement_amount=amount, timestamp_ns=timestamp,
+        factor=1 + ints[5] % 1_000_000, buyer_fee=fees[0], seller_fee=fees[1],
+        maker_order_id=order_ids[0], taker_order_id=order_ids[1], trade_id=names[0],
+        buyer=f"P-{names[1]}", seller=f"Q-{names[2]}", buyer_segment=segments[0],
+        seller_segment=segments[1], aggressor=aggressor,
+    )  # fmt: skip
+    block = make_block("fill", payload, fill_deltas(payload))
+    validate_block(block)
+    assert block_module._validated_fill_json(payload) == block_module._canonical_json(
+        payload
+    ).encode("ascii")
+    assert validate_and_encode(block) == encode_block(block)
