@@ -917,7 +917,7 @@ class Exchange:
             "accounts": self.accounts.snapshot(),
             "next_order_id": self.next_order_id,
             "next_trade_number": self.next_trade_number,
-            "last_trades": self.last_trades,
+            "last_trades": {symbol: list(trades) for symbol, trades in self.last_trades.items()},
             "last_expiry_ts": self.last_expiry_ts,
         }
 

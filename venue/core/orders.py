@@ -69,7 +69,11 @@ class Order:
         ones answer client_order_id retries): rows are about half the bytes and much faster to
         write and load than ``dataclasses.asdict`` dicts.
         """
-        return [getattr(self, name) for name in ORDER_FIELDS]
+        row = [getattr(self, name) for name in ORDER_FIELDS]
+        row[_FILLS_INDEX] = list(
+            self.fills
+        )  # a copy: the snapshot is written while trading goes on
+        return row
 
     @classmethod
     def restore(cls, row: list) -> Order:
@@ -77,3 +81,4 @@ class Order:
 
 
 ORDER_FIELDS = tuple(item.name for item in fields(Order))
+_FILLS_INDEX = ORDER_FIELDS.index("fills")

@@ -15,8 +15,8 @@ Pipeline for one command (the picture in the README):
    acknowledges the caller. Nothing is reported to anyone before it is durable in both logs.
 
 Snapshots are taken at a quiet point: intake pauses, the pipeline drains (so the snapshot state,
-the journal and the ledger all describe the same seq), the state is serialised, intake resumes,
-and the file is written off the event loop.
+the journal and the ledger all describe the same seq), an independent copy of the state is taken,
+intake resumes, and a worker thread serialises and writes the file.
 
 A failure of the journal or the ledger (e.g. a failed fsync) is fatal: every pending and later
 command fails with ``state.venue_unavailable`` and ``failed`` is set so the server can stop.
@@ -80,6 +80,7 @@ class Sequencer:
         self._since_snapshot = 0
         self._last_ts = 0
         self._tasks: list[asyncio.Task] = []
+        self._snapshot_task: asyncio.Task | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -93,7 +94,9 @@ class Sequencer:
         async with self._intake:
             await self._drained.wait()
             if snapshot and not self.failed.is_set() and self._since_snapshot:
-                await self._write_snapshot()
+                self._start_snapshot()
+        if self._snapshot_task is not None:
+            await self._snapshot_task
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -129,9 +132,11 @@ class Sequencer:
             self._drained.clear()
             self._journaled.put_nowait((durable, outcome, acknowledged))
             self._since_snapshot += 1
-            if self._since_snapshot >= self.snapshot_every:
+            if self._since_snapshot >= self.snapshot_every and (
+                self._snapshot_task is None or self._snapshot_task.done()
+            ):
                 await self._drained.wait()
-                await self._write_snapshot()
+                self._start_snapshot()
         return await acknowledged
 
     # -- pipeline stages ---------------------------------------------------------------------
@@ -188,14 +193,27 @@ class Sequencer:
             self.failed.set()
 
     # -- snapshots ---------------------------------------------------------------------------
-    async def _write_snapshot(self) -> None:
-        """Snapshot at a drained point; the caller holds the intake lock."""
+    def _start_snapshot(self) -> None:
+        """Capture the state at a drained point, then write it without holding up intake.
+
+        The caller holds the intake lock and has waited for the pipeline to drain, so the state,
+        the journal and the ledger all stand at the same seq. ``exchange.snapshot()`` returns an
+        independent copy (new lists and dicts throughout), so commands may run again while a
+        worker thread serialises and fsyncs it.
+        """
         if self.failed.is_set():
             return
         state = self.exchange.snapshot()
         state["ledger_blocks"] = self.ledger.height + 1
         seq = self.exchange.seq
         self._since_snapshot = 0
+        self._snapshot_task = asyncio.create_task(self._write_snapshot(seq, state))
+
+    async def _write_snapshot(self, seq: int, state: dict) -> None:
         started = time.perf_counter()
-        await asyncio.to_thread(write_snapshot, self.snapshot_dir, seq, state)
+        try:
+            await asyncio.to_thread(write_snapshot, self.snapshot_dir, seq, state)
+        except Exception:  # a snapshot only shortens recovery: a failed one is not fatal
+            log.exception("snapshot at seq %d failed; recovery replays from the previous one", seq)
+            return
         log.info("snapshot at seq %d written in %.3fs", seq, time.perf_counter() - started)
