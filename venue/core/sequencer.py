@@ -93,6 +93,8 @@ class Sequencer:
         """Drain what is in flight, optionally snapshot, and stop the stages."""
         async with self._intake:
             await self._drained.wait()
+            if self._snapshot_task is not None:
+                await self._snapshot_task  # one snapshot writer at a time
             if snapshot and not self.failed.is_set() and self._since_snapshot:
                 self._start_snapshot()
         if self._snapshot_task is not None:
