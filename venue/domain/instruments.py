@@ -69,12 +69,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import TypeVar
 
 from venue.domain.money import (
     MAX_QTY,
     format_quantity,
     format_scaled,
+    parse_enum,
     parse_iso_date,
     parse_quantity,
     parse_scaled,
@@ -100,7 +100,6 @@ LATEST_DATE = date(2199, 12, 31)
 _SYMBOL = re.compile(r"[A-Z0-9]+(?:-[A-Z0-9]+)*")
 _ISIN = re.compile(r"[A-Z]{2}[A-Z0-9]{9}[0-9]")
 _RATING = re.compile(r"[A-Za-z0-9+\-]{1,16}")
-_E = TypeVar("_E", bound=StrEnum)
 
 
 class Side(StrEnum):
@@ -131,20 +130,9 @@ class TradingStatus(StrEnum):
     HALTED = "halted"
 
 
-def _enum_value(enum_type: type[_E], value: object, field: str, code: ErrorCode) -> _E:
-    """Wire string -> enum member, or ``code``. Only exact member values are accepted."""
-    if isinstance(value, str):
-        try:
-            return enum_type(value)
-        except ValueError:
-            pass
-    allowed = ", ".join(member.value for member in enum_type)
-    raise VenueError(code, f"{field} must be one of: {allowed}", field=field, allowed=allowed)
-
-
 def parse_side(text: object) -> Side:
     """``"buy"``/``"sell"`` -> ``Side``, else ``validation.bad_side``."""
-    return _enum_value(Side, text, "side", ErrorCode.BAD_SIDE)
+    return parse_enum(Side, text, "side", ErrorCode.BAD_SIDE)
 
 
 def isin_check_digit_ok(isin: str) -> bool:
@@ -218,7 +206,7 @@ class Instrument:
         for field, enum_type in _ENUM_FIELDS:
             value = getattr(self, field)
             if isinstance(value, str) and not isinstance(value, enum_type):
-                converted = _enum_value(enum_type, value, field, ErrorCode.BAD_REFERENCE_DATA)
+                converted = parse_enum(enum_type, value, field, ErrorCode.BAD_REFERENCE_DATA)
                 object.__setattr__(self, field, converted)
         for field in ("symbol", "deal_name", "rating", "underlying", "currency"):
             _require_type(getattr(self, field), str, field)
@@ -388,7 +376,7 @@ class Instrument:
             symbol=text("symbol"),
             isin=isin,
             deal_name=text("deal_name"),
-            tranche_class=_enum_value(
+            tranche_class=parse_enum(
                 TrancheClass, data["tranche_class"], "tranche_class", ErrorCode.BAD_REFERENCE_DATA
             ),
             seniority_rank=integer("seniority_rank", 1, 99),
@@ -418,7 +406,7 @@ class Instrument:
                 allow_zero=True,
             ),
             coupon_frequency=integer("coupon_frequency", 1, 12),
-            day_count=_enum_value(
+            day_count=parse_enum(
                 DayCount, data["day_count"], "day_count", ErrorCode.BAD_REFERENCE_DATA
             ),
             accrual_start=parse_iso_date(data["accrual_start"], field="accrual_start"),
@@ -435,7 +423,7 @@ class Instrument:
                 max_abs=MAX_PRICE_BAND_BPS,
             ),
             reference_price=reference_units // tick_size,
-            status=_enum_value(
+            status=parse_enum(
                 TradingStatus, data.get("status", "open"), "status", ErrorCode.BAD_REFERENCE_DATA
             ),
         )

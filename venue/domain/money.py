@@ -32,8 +32,24 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from enum import StrEnum
+from typing import TypeVar
 
 from venue.errors import ErrorCode, VenueError
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def parse_enum(enum_type: type[_E], value: object, field: str, code: ErrorCode) -> _E:
+    """Wire string -> enum member, or ``code``. Only exact member values are accepted."""
+    if isinstance(value, str):
+        try:
+            return enum_type(value)
+        except ValueError:
+            pass
+    allowed = ", ".join(member.value for member in enum_type)
+    raise VenueError(code, f"{field} must be one of: {allowed}", field=field, allowed=allowed)
+
 
 CENTS_PER_YUAN = 100
 MAX_CASH_FEN = 10**16

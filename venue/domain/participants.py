@@ -42,13 +42,12 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
 
+from venue.domain.money import parse_enum
 from venue.errors import ErrorCode, VenueError
 
 _PARTICIPANT_ID = re.compile(r"P-[A-Z0-9]{1,16}")
 MAX_NAME_LENGTH = 120
-_E = TypeVar("_E", bound=StrEnum)
 
 
 class Segment(StrEnum):
@@ -80,16 +79,6 @@ DEFAULT_SCOPES: dict[Role, frozenset[Scope]] = {
 }
 
 
-def _member(enum_type: type[_E], value: object, field: str) -> _E:
-    if isinstance(value, str):
-        try:
-            return enum_type(value)
-        except ValueError:
-            pass
-    allowed = ", ".join(member.value for member in enum_type)
-    raise VenueError(ErrorCode.BAD_PARTICIPANT, f"{field} must be one of: {allowed}", field=field)
-
-
 @dataclass(frozen=True, slots=True)
 class Participant:
     """An admitted participant. ``participant_id`` looks like ``P-MM1`` (``P-`` + 1-16 A-Z/0-9).
@@ -104,9 +93,15 @@ class Participant:
 
     def __post_init__(self) -> None:
         # Enum fields also accept their wire strings, converted once here.
-        object.__setattr__(self, "role", _member(Role, self.role, "role"))
+        object.__setattr__(
+            self, "role", parse_enum(Role, self.role, "role", ErrorCode.BAD_PARTICIPANT)
+        )
         if self.segment is not None:
-            object.__setattr__(self, "segment", _member(Segment, self.segment, "segment"))
+            object.__setattr__(
+                self,
+                "segment",
+                parse_enum(Segment, self.segment, "segment", ErrorCode.BAD_PARTICIPANT),
+            )
         if not isinstance(self.participant_id, str) or not _PARTICIPANT_ID.fullmatch(
             self.participant_id
         ):
@@ -168,8 +163,10 @@ class Participant:
         return cls(
             participant_id=data["participant_id"],  # type: ignore[arg-type]  # __post_init__ checks
             name=data["name"],  # type: ignore[arg-type]
-            role=_member(Role, data["role"], "role"),
-            segment=None if segment is None else _member(Segment, segment, "segment"),
+            role=parse_enum(Role, data["role"], "role", ErrorCode.BAD_PARTICIPANT),
+            segment=None
+            if segment is None
+            else parse_enum(Segment, segment, "segment", ErrorCode.BAD_PARTICIPANT),
         )
 
     def to_wire(self) -> dict[str, object]:
