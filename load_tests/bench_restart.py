@@ -171,7 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--resting", type=int, default=100_000)
     parser.add_argument("--fills", type=int, default=100_000)
-    parser.add_argument("--snapshot-every", type=int, default=20_000,
+    parser.add_argument("--snapshot-every", type=int, default=10_000,
                         help="the venue's default snapshot_every_commands")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", type=Path, metavar="DIR",

@@ -30,7 +30,7 @@ class Config:
     port: int = 8080
     session_end: str = "15:30"
     """Local time (China Standard Time, UTC+08:00, no DST) at which DAY orders expire."""
-    snapshot_every_commands: int = 20_000
+    snapshot_every_commands: int = 10_000
     """A state snapshot is written after this many journaled commands (bounds restart time)."""
     checkpoint_every_blocks: int = 1_000
     checkpoint_every_ms: int = 1_000
