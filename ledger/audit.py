@@ -12,11 +12,11 @@ everywhere.
 
 Library API (for the benchmark and tests):
 
-- ``verify_ledger(data_dir, *, workers=None, executor="thread", pinned_key=None,
+- ``verify_ledger(data_dir, *, workers=None, executor="process", pinned_key=None,
   progress=None) -> VerifyResult``: every check of docs/LEDGER.md section 10. Block decoding,
-  validation and Ed25519 signature checks run on ``workers`` threads (default: all cores);
-  ``workers=1`` checks inline; ``executor="process"`` uses worker processes instead (see
-  ``_check_records`` for the measurement behind the default).
+  validation and Ed25519 signature checks run in ``workers`` processes (default: all cores);
+  ``workers=1`` checks inline; ``executor="thread"`` uses threads instead (see
+  ``_check_records`` for the measurements behind the default).
 - ``read_blocks(data_dir) -> Iterator[SignedBlock]``; ``compute_balances(data_dir, at=None)``.
 """
 
@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import multiprocessing
 import os
 import sys
+import threading
 import time
 import warnings
 from collections import defaultdict
@@ -198,12 +200,14 @@ def _check_records(
     is checked against the key the block *names*; whether that key is the one in force is
     decided by the sequential pass.
 
-    Why threads by default: ``Ed25519PublicKey.verify`` releases the GIL and is ~70% of the
-    work, so two threads overlap well on two cores; the Python part (decode + rules, ~45 us of
-    ~160-200 us per block) holds the GIL but stays under half of one core. Measured on the
-    2-core box (20,019-block ledger, CPU time per block, same run): inline 199.7 us, threads
-    201.7 us, processes 235.3 us (17.5 main + 217.8 workers: pickling records and results both
-    ways is pure overhead). Threads therefore have the higher ceiling (cores / CPU per block).
+    Processes or threads? ``Ed25519PublicKey.verify`` releases the GIL and is ~75% of the
+    CPU per block, so threads need less CPU in total (no pickling): 20,019-block ledger, CPU
+    per block in one run, inline 199.7 us, threads 201.7 us, processes 235.3 us (17.5 main +
+    217.8 workers). But on idle cores processes finish first: the Python part of every block
+    (decode + rules, ~25-30 us) holds the GIL, and a thread coming back from a signature
+    check waits for it. Wall clock, 50,019 blocks, 2 workers, the two quietest runs on the
+    shared 2-core box (load 1.3-1.6): processes 11,819/s and 11,056/s, threads 8,033/s and
+    8,843/s. When the machine is saturated by other work they tie. Hence processes by default.
     """
     records, raw_keys, for_pickle = task
     keys = {kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in raw_keys.items()}
@@ -394,14 +398,14 @@ def verify_ledger(
     data_dir: str | os.PathLike[str],
     *,
     workers: int | None = None,
-    executor: str = "thread",
+    executor: str = "process",
     pinned_key: Ed25519PublicKey | bytes | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyResult:
     """Verify the whole ledger of ``data_dir`` and report the first problem, never raising one.
 
-    ``workers`` defaults to ``os.cpu_count()``; 1 means inline; ``executor`` is ``"thread"``
-    or ``"process"``. ``pinned_key`` (the venue's
+    ``workers`` defaults to ``os.cpu_count()``; 1 means inline; ``executor`` is ``"process"``
+    or ``"thread"``. ``pinned_key`` (the venue's
     public key from an independent source) must equal the genesis key; without it the genesis
     key is trusted and reported. ``progress`` is called with the number of blocks checked.
     Raises only ``AuditUsageError`` (no ledger there).
@@ -500,7 +504,12 @@ def _run_pipeline(
         return
     pool: Executor
     if mode == "process":
-        pool = ProcessPoolExecutor(max_workers=workers)
+        # fork is fastest to start, but forking a process that runs other threads can copy a
+        # held lock; then start workers from a clean fork server instead.
+        method = "fork" if threading.active_count() == 1 else "forkserver"
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context(method)
+        )
     else:
         pool = ThreadPoolExecutor(max_workers=workers)
     pending: list[Future[list[tuple[Any, ...]]]] = []
@@ -935,13 +944,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--pubkey", help="pin the venue public key (file or hex/base64 text)")
     verify.add_argument(
-        "--workers", type=_non_negative, default=None, help="threads (default: all cores)"
+        "--workers", type=_non_negative, default=None, help="workers (default: all cores)"
     )
     verify.add_argument(
         "--executor",
-        choices=["thread", "process"],
-        default="thread",
-        help="run the checks on threads (default) or worker processes",
+        choices=["process", "thread"],
+        default="process",
+        help="run the checks in worker processes (default) or threads",
     )
     verify.set_defaults(handler=_command_verify)
 
