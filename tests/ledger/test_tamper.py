@@ -423,3 +423,33 @@ def test_a_checkpoint_from_another_origin_fails(working: BuiltLedger) -> None:
     result = verify_ledger(working.data_dir, workers=1)
     assert not result.ok and result.problem_code == "audit.bad_checkpoint"
     assert "origin" in (result.problem or "")
+
+
+def test_a_validly_signed_overdraft_fails_at_its_height(working: BuiltLedger) -> None:
+    """Even a block signed by the venue key is refused by the audit if it overdraws."""
+    from hashlib import sha256
+
+    from ledger.block import withdrawal_deltas
+
+    records = locate_records(working.data_dir)
+    last = records[-1]
+    last_signed = decode_signed_block(last.payload)
+    signer = Signer(working.second_key)  # the key in force at the end
+    payload = {
+        "account": "P-EX2",
+        "asset": INSTRUMENTS[0],
+        "amount": 10**9,  # far more units than P-EX2 holds
+        "destination": "external:issuer",
+    }
+    deltas = withdrawal_deltas("P-EX2", INSTRUMENTS[0], 10**9, "external:issuer")
+    block = Block(
+        last.height + 1, last_signed.block_hash, last_signed.block.timestamp_ns, "withdrawal",
+        signer.key_id, payload, deltas,
+    )  # fmt: skip
+    encoded = block.encode()
+    record = encoded + signer.sign_hash(sha256(encoded).digest())
+    last.path.write_bytes(last.path.read_bytes() + frame_record(record))
+    for workers, executor in ((1, "process"), (2, "process"), (2, "thread")):
+        result = verify_ledger(working.data_dir, workers=workers, executor=executor)
+        assert not result.ok and result.first_bad_height == last.height + 1
+        assert result.problem_code == "block.negative_balance"
