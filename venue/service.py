@@ -32,7 +32,12 @@ from typing import Any
 
 import matching
 from ledger.block import make_deltas
-from ledger.keys import generate_private_key, load_private_key, save_private_key
+from ledger.keys import (
+    generate_private_key,
+    load_private_key,
+    save_private_key,
+    save_public_key,
+)
 from ledger.ledger import Ledger
 from ledger.recordlog import RecordLog
 from venue.config import Config
@@ -74,11 +79,17 @@ def _ensure_private_dir(path: Path) -> Path:
 
 
 def _load_or_create_signing_key(keys_dir: Path):
+    """The ledger signing key (0600), created on first start with its public half beside it
+    (``ledger_ed25519.pub``, hex, 0644): the key participants check receipts against."""
     path = keys_dir / "ledger_ed25519.key"
     if path.exists():
-        return load_private_key(path)
-    key = generate_private_key()
-    save_private_key(key, path)
+        key = load_private_key(path)
+    else:
+        key = generate_private_key()
+        save_private_key(key, path)
+    public_path = keys_dir / "ledger_ed25519.pub"
+    if not public_path.exists():
+        save_public_key(key.public_key(), public_path)
     return key
 
 

@@ -101,6 +101,8 @@ def test_serve_seeds_reports_health_and_stops_cleanly_on_sigterm(tmp_path: Path)
     # private files: data dir 0700, signing key and credentials 0600
     assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(data_dir / "keys" / "ledger_ed25519.key").st_mode) == 0o600
+    public_key = (data_dir / "keys" / "ledger_ed25519.pub").read_text().strip()
+    assert len(public_key) == 64 and int(public_key, 16) >= 0
     credentials = data_dir / "credentials.json"
     assert stat.S_IMODE(os.stat(credentials).st_mode) == 0o600
     participants = json.loads(credentials.read_text())["participants"]
