@@ -61,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from aiohttp import web
 
+    from ledger.ledger import LedgerError
+    from ledger.recordlog import RecordLogError
     from venue.api.server import create_app
-    from venue.service import VenueStartupError
+    from venue.core.snapshots import SnapshotError
+    from venue.service import RecoveryError, VenueStartupError
 
     try:
         web.run_app(
@@ -73,8 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             handle_signals=True,
             shutdown_timeout=10,
         )
-    except VenueStartupError as exc:
-        print(f"venue: {exc}", file=sys.stderr)
+    except (VenueStartupError, RecoveryError, SnapshotError, LedgerError, RecordLogError) as exc:
+        # Refused loudly and left as found: nothing is repaired behind the operator's back.
+        print(f"venue: refusing to start: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"venue: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
     return 0
 

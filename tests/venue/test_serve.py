@@ -167,3 +167,61 @@ def test_the_reference_engine_is_refused_unless_allowed(tmp_path: Path, monkeypa
         await venue.close()
 
     asyncio.run(allowed())
+
+
+def test_serve_refuses_a_busy_port_and_a_corrupt_journal_with_one_clear_line(
+    tmp_path: Path,
+) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    process = start_serve(data_dir, port)
+    try:
+        wait_healthy(process, port)
+        busy = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "venue.cli",
+                "serve",
+                "--data-dir",
+                str(tmp_path / "other"),
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        code, _ = stop(process)
+    assert code == 0
+    assert busy.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert "Traceback" not in busy.stderr
+
+    # flip one byte inside an early journal record: corruption before the tail is refused
+    segment = sorted((data_dir / "journal").glob("*.seg"))[0]
+    data = bytearray(segment.read_bytes())
+    data[40] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    before = segment.read_bytes()
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "venue.cli",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(free_port()),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "refusing to start" in refused.stderr and str(segment) in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert segment.read_bytes() == before  # nothing was "repaired"
