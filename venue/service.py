@@ -54,7 +54,7 @@ from venue.core.exchange import CHINA_STANDARD_TIME, Exchange, LedgerEntry, Outc
 from venue.core.sequencer import Sequencer
 from venue.core.snapshots import load_latest_snapshot
 from venue.domain import demo
-from venue.domain.participants import issue_api_key
+from venue.domain.participants import DEFAULT_SCOPES, Role, issue_api_key
 from venue.domain.pricing import FeeSchedule
 from venue.errors import VenueError
 
@@ -295,18 +295,14 @@ class Venue:
         for instrument in demo.INSTRUMENTS:
             await self.submit(ListInstrument(instrument))
         for participant in demo.PARTICIPANTS:
-            key_id, secret = issue_api_key()
-            await self.submit(
-                AdmitParticipant(
+            credentials.append(
+                await self.admit(
                     participant["participant_id"],
                     participant["name"],
                     participant["segment"],
                     participant["role"],
-                    key_id,
-                    secret,
                 )
             )
-            credentials.append({**participant, "key_id": key_id, "secret": secret})
         for participant_id, asset, amount in demo.FUNDING:
             await self.submit(Deposit(participant_id, asset, amount))
         path = data_dir / "credentials.json"
@@ -359,6 +355,22 @@ class Venue:
     async def submit(self, command: Command) -> Any:
         """Run one command through the sequencer; the result once it is durable."""
         return await self.sequencer.submit(command)
+
+    async def admit(
+        self, participant_id: str, name: str, segment: str | None, role: str
+    ) -> dict[str, Any]:
+        """Operator action: admit a participant and issue its first API credentials.
+
+        Returns the participant with ``key_id``, ``secret`` and ``scopes``; the secret is shown
+        this once (it is kept in the journal and snapshots inside the 0700 data directory, since
+        request signatures are HMACs that the venue must recompute).
+        """
+        key_id, secret = issue_api_key()
+        result = await self.submit(
+            AdmitParticipant(participant_id, name, segment, role, key_id, secret)
+        )
+        scopes = sorted(scope.value for scope in DEFAULT_SCOPES[Role(role)])
+        return {**result, "key_id": key_id, "secret": secret, "scopes": scopes}
 
     def health(self) -> dict[str, Any]:
         return {

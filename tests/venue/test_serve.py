@@ -225,3 +225,27 @@ def test_serve_refuses_a_busy_port_and_a_corrupt_journal_with_one_clear_line(
     assert "refusing to start" in refused.stderr and str(segment) in refused.stderr
     assert "Traceback" not in refused.stderr
     assert segment.read_bytes() == before  # nothing was "repaired"
+
+
+def test_an_operator_admits_a_participant_who_can_then_be_funded_and_trade(tmp_path: Path) -> None:
+    from venue.core.commands import Deposit, PlaceOrder
+
+    async def scenario() -> None:
+        venue = await Venue.open(Config(data_dir=tmp_path / "data"))
+        try:
+            admitted = await venue.admit("P-NEW1", "Harbour Bank", "interbank", "broker")
+            assert admitted["participant_id"] == "P-NEW1" and admitted["segment"] == "interbank"
+            assert admitted["scopes"] == ["read", "trade"] and len(admitted["secret"]) >= 32
+            assert venue.exchange.credentials[admitted["key_id"]] == ("P-NEW1", admitted["secret"])
+            await venue.submit(Deposit("P-NEW1", "CNY", 10_000_000))
+            report = await venue.submit(
+                PlaceOrder("P-NEW1", "first", "IPABS-2025-1-A", "buy", "limit", 1_000_000, 10)
+            )
+            assert report["ord_status"] == "new"
+            height = venue.ledger.height
+            kinds = [venue.ledger.block(h).block.kind for h in range(height - 1, height + 1)]
+            assert kinds == ["participant_admitted", "deposit"]
+        finally:
+            await venue.close()
+
+    asyncio.run(scenario())
