@@ -116,8 +116,11 @@ def build(data_dir: Path, resting: int, fills: int, snapshot_every: int, seed: i
     for number in range(resting):
         side = "buy" if number % 2 else "sell"
         price = rng.randint(lower, mid - 1000) if side == "buy" else rng.randint(mid + 1000, upper)
-        builder.apply(PlaceOrder(rng.choice(("P-MM1", "P-MM2")), f"r{number}", SYMBOL, side,
-                                 "limit", price, 10))
+        builder.apply(
+            PlaceOrder(
+                rng.choice(("P-MM1", "P-MM2")), f"r{number}", SYMBOL, side, "limit", price, 10
+            )
+        )
     builder.snapshot()
     # Shift the snapshot cadence so that the last snapshot falls snapshot_every - 1 commands
     # before the end: the worst-case journal tail a restart has to replay.
@@ -162,8 +165,9 @@ asyncio.run(main())
 def restart(data_dir: Path) -> dict:
     """Time ``Venue.open`` in a fresh interpreter (no warm caches from the build)."""
     probe = RESTART_PROBE.format(root=str(ROOT), data_dir=str(data_dir))
-    output = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            check=True).stdout
+    output = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -171,11 +175,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--resting", type=int, default=100_000)
     parser.add_argument("--fills", type=int, default=100_000)
-    parser.add_argument("--snapshot-every", type=int, default=10_000,
-                        help="the venue's default snapshot_every_commands")
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=10_000,
+        help="the venue's default snapshot_every_commands",
+    )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--keep", type=Path, metavar="DIR",
-                        help="build into DIR and keep it (reused if it already exists)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="build into DIR and keep it (reused if it already exists)",
+    )
     args = parser.parse_args()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="bench-restart-"))
     data_dir = workdir / "data"
@@ -190,8 +202,10 @@ def main() -> None:
                 snapshot.unlink()
             full = restart(data_dir)
             print(f"restart replaying the whole journal (no snapshot): {full}")
-        print(f"RESULT restart_s={timed['seconds']:.2f} resting={timed['resting']} "
-              f"fills={timed['fills']} replayed={timed['replayed_commands']}")
+        print(
+            f"RESULT restart_s={timed['seconds']:.2f} resting={timed['resting']} "
+            f"fills={timed['fills']} replayed={timed['replayed_commands']}"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -78,10 +78,11 @@ in canonical order (below).
 
 Queries
 -------
-``best_bid()`` / ``best_ask()``: price or ``None``.  ``depth(levels)``: ``(bids, asks)``, each a list
-of ``(price, total_qty, order_count)`` best first, at most ``levels`` each.  ``get(order_id)``:
-``(side, price, qty, owner, tif, stp, post_only)`` of a resting order or ``None``.  ``len(book)``:
-resting order count.  ``validate()``: raises ``IntegrityError`` naming the first broken invariant.
+``best_bid()`` / ``best_ask()``: price or ``None``.  ``depth(levels)``: ``(bids, asks)``, each a
+list of ``(price, total_qty, order_count)`` best first, at most ``levels`` each.
+``get(order_id)``: ``(side, price, qty, owner, tif, stp, post_only)`` of a resting order or
+``None``.  ``len(book)``: resting order count.  ``validate()``: raises ``IntegrityError`` naming
+the first broken invariant.
 
 Canonical order, state hash, snapshot
 -------------------------------------

@@ -32,7 +32,10 @@ def test_one_ip_abs_deal_with_three_tranches_in_seniority_order() -> None:
     tranches = sorted(INSTRUMENTS.values(), key=lambda i: i.seniority_rank)
     assert [t.symbol for t in tranches] == ["IPABS-2025-1-A", "IPABS-2025-1-B", "IPABS-2025-1-C"]
     assert [t.tranche_class for t in tranches] == [
-        TrancheClass.SENIOR, TrancheClass.MEZZANINE, TrancheClass.SUBORDINATED]
+        TrancheClass.SENIOR,
+        TrancheClass.MEZZANINE,
+        TrancheClass.SUBORDINATED,
+    ]
     assert [t.rating for t in tranches] == ["AAA", "AA", "NR"]
     assert len({t.deal_name for t in tranches}) == 1
     assert all("patent licence" in t.underlying for t in tranches)

@@ -22,8 +22,9 @@ from venue.errors import VenueError
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
     max_leaves=8,
 )
 # Text that looks almost right is where parsers break: digits, signs, dots, dashes, exponents.
@@ -37,9 +38,12 @@ def accepted_or_refused(call, *args) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(field=st.sampled_from([*sorted(instrument_wire()), "isin", "tick_size", "status",
-                              "pool_factor", "face_per_unit"]),
-       value=JSON | NEAR_MISS)
+@given(
+    field=st.sampled_from(
+        [*sorted(instrument_wire()), "isin", "tick_size", "status", "pool_factor", "face_per_unit"]
+    ),
+    value=JSON | NEAR_MISS,
+)
 def test_instrument_listing_never_crashes(field: str, value: object) -> None:
     accepted_or_refused(Instrument.from_wire, {**instrument_wire(), field: value})
 
@@ -57,8 +61,11 @@ def test_participant_admission_never_crashes(field: str, value: object) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(segment=st.sampled_from(["interbank", "exchange"]),
-       field=st.sampled_from(["maker_bps", "taker_bps"]), value=JSON | NEAR_MISS)
+@given(
+    segment=st.sampled_from(["interbank", "exchange"]),
+    field=st.sampled_from(["maker_bps", "taker_bps"]),
+    value=JSON | NEAR_MISS,
+)
 def test_fee_schedules_never_crash(segment: str, field: str, value: object) -> None:
     wire = {name: dict(rates) for name, rates in demo.FEE_SCHEDULE.items()}
     wire[segment][field] = value

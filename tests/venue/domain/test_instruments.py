@@ -47,8 +47,14 @@ def test_a_valid_listing_has_integer_fields_and_documented_defaults() -> None:
 
 
 def test_wire_round_trip_is_exact() -> None:
-    wire = instrument_wire(isin="US0378331005", tick_size="0.005", reference_price="99.995",
-                           pool_factor="0.5", face_per_unit="50.00", status="halted")
+    wire = instrument_wire(
+        isin="US0378331005",
+        tick_size="0.005",
+        reference_price="99.995",
+        pool_factor="0.5",
+        face_per_unit="50.00",
+        status="halted",
+    )
     instrument = Instrument.from_wire(wire)
     out = instrument.to_wire()
     assert out["tick_size"] == "0.005"
@@ -170,11 +176,17 @@ def test_a_coarser_grid_uses_its_own_places() -> None:
 
 @pytest.mark.parametrize(
     ("text", "code"),
-    [("99.87505", "validation.price_off_tick"), ("99.123456789", "validation.bad_price"),
-     ("0", "validation.bad_price"), ("-99.5", "validation.bad_price"),
-     ("1e2", "validation.bad_price"), ("NaN", "validation.bad_price"),
-     (99.5, "validation.bad_price"), ("1000.0001", "validation.absurd_value"),
-     ("99" * 30, "validation.absurd_value")],
+    [
+        ("99.87505", "validation.price_off_tick"),
+        ("99.123456789", "validation.bad_price"),
+        ("0", "validation.bad_price"),
+        ("-99.5", "validation.bad_price"),
+        ("1e2", "validation.bad_price"),
+        ("NaN", "validation.bad_price"),
+        (99.5, "validation.bad_price"),
+        ("1000.0001", "validation.absurd_value"),
+        ("99" * 30, "validation.absurd_value"),
+    ],
 )
 def test_bad_prices(text: object, code: str) -> None:
     with pytest.raises(VenueError) as caught:
@@ -193,8 +205,11 @@ def test_internal_tick_counts_are_checked() -> None:
     instrument = make_instrument()
     assert instrument.check_price_ticks(1) == 1
     assert instrument.max_price_ticks == 10_000_000  # 1000.0000
-    for ticks, code in [(0, "validation.bad_price"), (-1, "validation.bad_price"),
-                        (10_000_001, "validation.absurd_value")]:
+    for ticks, code in [
+        (0, "validation.bad_price"),
+        (-1, "validation.bad_price"),
+        (10_000_001, "validation.absurd_value"),
+    ]:
         with pytest.raises(VenueError) as caught:
             instrument.check_price_ticks(ticks)
         assert caught.value.code.value == code
@@ -220,14 +235,12 @@ def test_band_edges_round_inward() -> None:
         with pytest.raises(VenueError) as caught:
             instrument.check_in_band(outside)
         assert caught.value.code.value == "validation.price_out_of_band"
-        assert caught.value.details == {"field": "price", "lower": "97.5101",
-                                        "upper": "101.4901"}
+        assert caught.value.details == {"field": "price", "lower": "97.5101", "upper": "101.4901"}
 
 
 def test_band_edges_on_a_coarse_grid() -> None:
     # 96.000 +- 5 % = [91.2, 100.8] -> ticks of 0.005: [18240, 20160]
-    instrument = make_instrument(tick_size="0.005", reference_price="96.000",
-                                 price_band_pct="5.00")
+    instrument = make_instrument(tick_size="0.005", reference_price="96.000", price_band_pct="5.00")
     assert instrument.band_edges() == (18_240, 20_160)
     # 96.005 +- 5 %: 91.20475 -> up to 91.205 (18241); 100.80525 -> down to 100.805 (20161)
     assert instrument.with_reference_price(19_201).band_edges() == (18_241, 20_161)
@@ -263,9 +276,13 @@ def test_quantity_rules() -> None:
     instrument = make_instrument(min_qty="100", qty_increment="50")
     assert instrument.check_qty(100) == 100
     assert instrument.check_qty(150) == 150
-    for qty, code in [(0, "validation.bad_quantity"), (-50, "validation.bad_quantity"),
-                      (50, "validation.qty_below_min"), (120, "validation.qty_off_increment"),
-                      (10**10 + 50, "validation.absurd_value")]:
+    for qty, code in [
+        (0, "validation.bad_quantity"),
+        (-50, "validation.bad_quantity"),
+        (50, "validation.qty_below_min"),
+        (120, "validation.qty_off_increment"),
+        (10**10 + 50, "validation.absurd_value"),
+    ]:
         with pytest.raises(VenueError) as caught:
             instrument.check_qty(qty)
         assert caught.value.code.value == code, qty
@@ -315,13 +332,16 @@ def test_add_months_clamps_and_keeps_month_ends() -> None:
 def test_coupon_roll_follows_the_maturity_anchored_schedule() -> None:
     instrument = make_instrument()  # semiannual, 15 Feb / 15 Aug, maturity 2029-08-15
     rolled = instrument.with_next_coupon_period()
-    assert (rolled.accrual_start, rolled.next_coupon_date) == (date(2027, 2, 15),
-                                                               date(2027, 8, 15))
+    assert (rolled.accrual_start, rolled.next_coupon_date) == (date(2027, 2, 15), date(2027, 8, 15))
 
 
 def test_month_end_schedule_does_not_drift_through_february() -> None:
-    instrument = make_instrument(coupon_frequency=4, accrual_start="2026-08-31",
-                                 next_coupon_date="2026-11-30", maturity_date="2028-08-31")
+    instrument = make_instrument(
+        coupon_frequency=4,
+        accrual_start="2026-08-31",
+        next_coupon_date="2026-11-30",
+        maturity_date="2028-08-31",
+    )
     dates = []
     for _ in range(4):
         instrument = instrument.with_next_coupon_period()
@@ -330,8 +350,12 @@ def test_month_end_schedule_does_not_drift_through_february() -> None:
 
 
 def test_day_30_schedule_clamps_in_february_only() -> None:
-    instrument = make_instrument(coupon_frequency=4, accrual_start="2027-08-30",
-                                 next_coupon_date="2027-11-30", maturity_date="2028-08-30")
+    instrument = make_instrument(
+        coupon_frequency=4,
+        accrual_start="2027-08-30",
+        next_coupon_date="2027-11-30",
+        maturity_date="2028-08-30",
+    )
     assert instrument.following_coupon_date() == date(2028, 2, 29)
     assert instrument.with_next_coupon_period().following_coupon_date() == date(2028, 5, 30)
 
@@ -367,8 +391,7 @@ def test_band_edges_are_the_outermost_grid_prices_inside_the_exact_band(
 ) -> None:
     instrument = make_instrument(tick_size=tick, reference_price="100")
     reference = data.draw(st.integers(1, instrument.max_price_ticks))
-    instrument = dataclasses.replace(instrument, reference_price=reference,
-                                     price_band_pct=band_bps)
+    instrument = dataclasses.replace(instrument, reference_price=reference, price_band_pct=band_bps)
     lower, upper = instrument.band_edges()
     exact_lower = Fraction(reference * (10_000 - band_bps), 10_000)
     exact_upper = Fraction(reference * (10_000 + band_bps), 10_000)

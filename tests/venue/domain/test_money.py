@@ -29,8 +29,14 @@ def code_of(call, *args, **kwargs) -> str:
 
 @pytest.mark.parametrize(
     ("text", "fen"),
-    [("1", 100), ("0.01", 1), ("0.5", 50), ("1234.50", 123450), ("1234.5", 123450),
-     ("100000000000000.00", MAX_CASH_FEN)],
+    [
+        ("1", 100),
+        ("0.01", 1),
+        ("0.5", 50),
+        ("1234.50", 123450),
+        ("1234.5", 123450),
+        ("100000000000000.00", MAX_CASH_FEN),
+    ],
 )
 def test_cny_strings_become_exact_fen(text: str, fen: int) -> None:
     assert parse_cny(text) == fen
@@ -38,8 +44,31 @@ def test_cny_strings_become_exact_fen(text: str, fen: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["1.001", "1.", ".5", "+1", "1e3", "1E3", "NaN", "nan", "Infinity", " 1", "1 ", "1\n",
-     "1_000", "01", "00.5", "1,5", "", "-", "0x10", "\u0661\u0662", "\uff11", "--1", "1.-5"],
+    [
+        "1.001",
+        "1.",
+        ".5",
+        "+1",
+        "1e3",
+        "1E3",
+        "NaN",
+        "nan",
+        "Infinity",
+        " 1",
+        "1 ",
+        "1\n",
+        "1_000",
+        "01",
+        "00.5",
+        "1,5",
+        "",
+        "-",
+        "0x10",
+        "\u0661\u0662",
+        "\uff11",
+        "--1",
+        "1.-5",
+    ],
 )
 def test_malformed_cny_is_bad_amount(text: str) -> None:
     assert code_of(parse_cny, text) == "validation.bad_amount"
@@ -77,8 +106,14 @@ def test_error_details_name_the_field() -> None:
 
 @pytest.mark.parametrize(
     ("fen", "text"),
-    [(0, "0.00"), (1, "0.01"), (10, "0.10"), (123450, "1234.50"), (-5, "-0.05"),
-     (-123456, "-1234.56")],
+    [
+        (0, "0.00"),
+        (1, "0.01"),
+        (10, "0.10"),
+        (123450, "1234.50"),
+        (-5, "-0.05"),
+        (-123456, "-1234.56"),
+    ],
 )
 def test_format_cny_is_canonical(fen: int, text: str) -> None:
     assert format_cny(fen) == text
@@ -98,12 +133,22 @@ def test_format_then_parse_round_trips(fen: int) -> None:
 
 
 def test_parse_scaled_uses_the_callers_code_and_places() -> None:
-    assert parse_scaled("0.784213", places=6, field="f", code=ErrorCode.BAD_FACTOR,
-                        max_abs=10**6) == 784213
-    assert code_of(parse_scaled, "0.7842131", places=6, field="f", code=ErrorCode.BAD_FACTOR,
-                   max_abs=10**6) == "validation.bad_factor"
-    assert code_of(parse_scaled, "1.000001", places=6, field="f", code=ErrorCode.BAD_FACTOR,
-                   max_abs=10**6) == "validation.absurd_value"
+    assert (
+        parse_scaled("0.784213", places=6, field="f", code=ErrorCode.BAD_FACTOR, max_abs=10**6)
+        == 784213
+    )
+    assert (
+        code_of(
+            parse_scaled, "0.7842131", places=6, field="f", code=ErrorCode.BAD_FACTOR, max_abs=10**6
+        )
+        == "validation.bad_factor"
+    )
+    assert (
+        code_of(
+            parse_scaled, "1.000001", places=6, field="f", code=ErrorCode.BAD_FACTOR, max_abs=10**6
+        )
+        == "validation.absurd_value"
+    )
 
 
 @pytest.mark.parametrize(("text", "units"), [("1", 1), ("1500", 1500), ("10000000000", MAX_QTY)])
@@ -124,8 +169,16 @@ def test_quantity_type_and_magnitude() -> None:
 
 def test_iso_dates_are_strict() -> None:
     assert parse_iso_date("2024-02-29", field="d") == date(2024, 2, 29)
-    for text in ["2023-02-29", "2026-13-01", "2026-11-31", "20261126", "2026-W48-4",
-                 "2026-11-26T00:00:00", " 2026-11-26", "2026-1-5",
-                 "\u0662\u0660\u0662\u0666-\u0661\u0661-\u0662\u0666"]:  # Arabic-Indic
+    for text in [
+        "2023-02-29",
+        "2026-13-01",
+        "2026-11-31",
+        "20261126",
+        "2026-W48-4",
+        "2026-11-26T00:00:00",
+        " 2026-11-26",
+        "2026-1-5",
+        "\u0662\u0660\u0662\u0666-\u0661\u0661-\u0662\u0666",
+    ]:  # Arabic-Indic
         assert code_of(parse_iso_date, text, field="d") == "validation.bad_date", text
     assert code_of(parse_iso_date, None, field="d") == "validation.bad_date"

@@ -27,8 +27,14 @@ def participant_code(**wire: object) -> str:
 
 
 def test_trading_participants_have_a_segment() -> None:
-    maker = Participant.from_wire({"participant_id": "P-MM1", "name": "Market Maker One",
-                                   "segment": "interbank", "role": "market_maker"})
+    maker = Participant.from_wire(
+        {
+            "participant_id": "P-MM1",
+            "name": "Market Maker One",
+            "segment": "interbank",
+            "role": "market_maker",
+        }
+    )
     assert maker.role is Role.MARKET_MAKER
     assert maker.segment is Segment.INTERBANK
     assert maker.can_trade
@@ -38,8 +44,12 @@ def test_trading_participants_have_a_segment() -> None:
 def test_clerks_and_operators_have_no_segment_and_do_not_trade() -> None:
     clerk = Participant.from_wire({"participant_id": "P-CLK1", "name": "Clerk", "role": "clerk"})
     assert clerk.segment is None and not clerk.can_trade
-    assert clerk.to_wire() == {"participant_id": "P-CLK1", "name": "Clerk", "role": "clerk",
-                               "segment": None}
+    assert clerk.to_wire() == {
+        "participant_id": "P-CLK1",
+        "name": "Clerk",
+        "role": "clerk",
+        "segment": None,
+    }
 
 
 def test_direct_construction_accepts_wire_strings_for_enums() -> None:
@@ -50,30 +60,70 @@ def test_direct_construction_accepts_wire_strings_for_enums() -> None:
 @pytest.mark.parametrize(
     ("wire", "code"),
     [
-        ({"participant_id": "MM1", "name": "x", "role": "broker", "segment": "exchange"},
-         "validation.bad_participant"),
-        ({"participant_id": "P-mm1", "name": "x", "role": "broker", "segment": "exchange"},
-         "validation.bad_participant"),
-        ({"participant_id": "P-" + "A" * 17, "name": "x", "role": "broker",
-          "segment": "exchange"}, "validation.bad_participant"),
-        ({"participant_id": "P-B1", "name": "", "role": "broker", "segment": "exchange"},
-         "validation.bad_participant"),
-        ({"participant_id": "P-B1", "name": "bad\nname", "role": "broker",
-          "segment": "exchange"}, "validation.bad_participant"),
-        ({"participant_id": "P-B1", "name": "x", "role": "trader", "segment": "exchange"},
-         "validation.bad_participant"),
-        ({"participant_id": "P-B1", "name": "x", "role": "broker", "segment": "otc"},
-         "validation.bad_participant"),
-        ({"participant_id": "P-B1", "name": "x", "role": "broker"},
-         "validation.bad_participant"),  # a trading role needs a segment
-        ({"participant_id": "P-O1", "name": "x", "role": "operator", "segment": "exchange"},
-         "validation.bad_participant"),  # a non-trading role has none
-        ({"participant_id": 7, "name": "x", "role": "broker", "segment": "exchange"},
-         "validation.bad_participant"),
-        ({"participant_id": "P-B1", "role": "broker", "segment": "exchange"},
-         "validation.bad_parameter"),
-        ({"participant_id": "P-B1", "name": "x", "role": "broker", "segment": "exchange",
-          "admin": True}, "validation.unknown_field"),
+        (
+            {"participant_id": "MM1", "name": "x", "role": "broker", "segment": "exchange"},
+            "validation.bad_participant",
+        ),
+        (
+            {"participant_id": "P-mm1", "name": "x", "role": "broker", "segment": "exchange"},
+            "validation.bad_participant",
+        ),
+        (
+            {
+                "participant_id": "P-" + "A" * 17,
+                "name": "x",
+                "role": "broker",
+                "segment": "exchange",
+            },
+            "validation.bad_participant",
+        ),
+        (
+            {"participant_id": "P-B1", "name": "", "role": "broker", "segment": "exchange"},
+            "validation.bad_participant",
+        ),
+        (
+            {
+                "participant_id": "P-B1",
+                "name": "bad\nname",
+                "role": "broker",
+                "segment": "exchange",
+            },
+            "validation.bad_participant",
+        ),
+        (
+            {"participant_id": "P-B1", "name": "x", "role": "trader", "segment": "exchange"},
+            "validation.bad_participant",
+        ),
+        (
+            {"participant_id": "P-B1", "name": "x", "role": "broker", "segment": "otc"},
+            "validation.bad_participant",
+        ),
+        (
+            {"participant_id": "P-B1", "name": "x", "role": "broker"},
+            "validation.bad_participant",
+        ),  # a trading role needs a segment
+        (
+            {"participant_id": "P-O1", "name": "x", "role": "operator", "segment": "exchange"},
+            "validation.bad_participant",
+        ),  # a non-trading role has none
+        (
+            {"participant_id": 7, "name": "x", "role": "broker", "segment": "exchange"},
+            "validation.bad_participant",
+        ),
+        (
+            {"participant_id": "P-B1", "role": "broker", "segment": "exchange"},
+            "validation.bad_parameter",
+        ),
+        (
+            {
+                "participant_id": "P-B1",
+                "name": "x",
+                "role": "broker",
+                "segment": "exchange",
+                "admin": True,
+            },
+            "validation.unknown_field",
+        ),
     ],
 )
 def test_bad_participants(wire: dict, code: str) -> None:
@@ -129,8 +179,10 @@ def test_signing_message_layout() -> None:
 
 
 def test_signatures_match_independent_vectors() -> None:
-    assert sign_request(SECRET, "2026-11-26T12:00:00Z", "POST", "/v1/orders?dry_run=1",
-                        ORDER_BODY) == ORDER_SIGNATURE
+    assert (
+        sign_request(SECRET, "2026-11-26T12:00:00Z", "POST", "/v1/orders?dry_run=1", ORDER_BODY)
+        == ORDER_SIGNATURE
+    )
     assert sign_request(SECRET, "1764158400", "GET", "/v1/balances", b"") == EMPTY_GET_SIGNATURE
 
 

@@ -36,8 +36,14 @@ D = date
 
 def yf(day_count: DayCount, start: date, end: date, period=(None, None), frequency=2):
     period_start, period_end = period
-    return year_fraction(day_count, start, end, period_start=period_start or start,
-                         period_end=period_end or end, frequency=frequency)
+    return year_fraction(
+        day_count,
+        start,
+        end,
+        period_start=period_start or start,
+        period_end=period_end or end,
+        frequency=frequency,
+    )
 
 
 # --- day counts (hand-counted days) -------------------------------------------------------
@@ -121,26 +127,62 @@ def test_year_fraction_refuses_reversed_dates() -> None:
     ("overrides", "trade_date", "accrued"),
     [
         # 5 x 29/365 = 0.39726027397|26... -> 0.3972602740
-        ({"day_count": "ACT/365F", "accrual_start": "2024-01-31",
-          "next_coupon_date": "2024-07-31", "maturity_date": "2026-07-31"},
-         D(2024, 2, 29), 3_972_602_740),
+        (
+            {
+                "day_count": "ACT/365F",
+                "accrual_start": "2024-01-31",
+                "next_coupon_date": "2024-07-31",
+                "maturity_date": "2026-07-31",
+            },
+            D(2024, 2, 29),
+            3_972_602_740,
+        ),
         # 5 x 60/360 = 0.8333333333|33... -> 0.8333333333
-        ({"day_count": "ACT/360", "accrual_start": "2024-01-31",
-          "next_coupon_date": "2024-07-31", "maturity_date": "2026-07-31"},
-         D(2024, 3, 31), 8_333_333_333),
+        (
+            {
+                "day_count": "ACT/360",
+                "accrual_start": "2024-01-31",
+                "next_coupon_date": "2024-07-31",
+                "maturity_date": "2026-07-31",
+            },
+            D(2024, 3, 31),
+            8_333_333_333,
+        ),
         # 5 x 178/360 = 2.4722222222|22... -> 2.4722222222
-        ({"day_count": "30/360", "accrual_start": "2023-08-31",
-          "next_coupon_date": "2024-02-29", "maturity_date": "2026-08-31"},
-         D(2024, 2, 28), 24_722_222_222),
+        (
+            {
+                "day_count": "30/360",
+                "accrual_start": "2023-08-31",
+                "next_coupon_date": "2024-02-29",
+                "maturity_date": "2026-08-31",
+            },
+            D(2024, 2, 28),
+            24_722_222_222,
+        ),
         # 5/2 x 122/182 = 1.6758241758|24... -> 1.6758241758
-        ({"day_count": "ACT/ACT", "accrual_start": "2023-08-31",
-          "next_coupon_date": "2024-02-29", "maturity_date": "2026-08-31"},
-         D(2023, 12, 31), 16_758_241_758),
+        (
+            {
+                "day_count": "ACT/ACT",
+                "accrual_start": "2023-08-31",
+                "next_coupon_date": "2024-02-29",
+                "maturity_date": "2026-08-31",
+            },
+            D(2023, 12, 31),
+            16_758_241_758,
+        ),
         # an exact half: 0.0001 x 1/(1 x 128) = 0.00000078125 = 7812.5e-10 -> 7813 (half up)
-        ({"day_count": "ACT/ACT", "coupon_rate": "0.0001", "coupon_frequency": 1,
-          "accrual_start": "2026-01-01", "next_coupon_date": "2026-05-09",
-          "maturity_date": "2027-05-09"},
-         D(2026, 1, 2), 7_813),
+        (
+            {
+                "day_count": "ACT/ACT",
+                "coupon_rate": "0.0001",
+                "coupon_frequency": 1,
+                "accrual_start": "2026-01-01",
+                "next_coupon_date": "2026-05-09",
+                "maturity_date": "2027-05-09",
+            },
+            D(2026, 1, 2),
+            7_813,
+        ),
         # the accrual start itself: nothing accrued yet
         ({}, D(2026, 8, 15), 0),
         # a zero coupon accrues nothing
@@ -175,16 +217,24 @@ def test_trading_on_or_after_maturity_is_refused() -> None:
 
 def test_accrued_upper_is_the_day_before_the_coupon() -> None:
     # 30/360 from 2023-08-31 to 2024-02-28 (the day before the 29 Feb coupon): 178 days
-    instrument = make_instrument(day_count="30/360", accrual_start="2023-08-31",
-                                 next_coupon_date="2024-02-29", maturity_date="2026-08-31")
+    instrument = make_instrument(
+        day_count="30/360",
+        accrual_start="2023-08-31",
+        next_coupon_date="2024-02-29",
+        maturity_date="2026-08-31",
+    )
     assert accrued_upper(instrument, D(2023, 9, 1)) == 24_722_222_222
     assert accrued_upper(instrument, D(2024, 2, 28)) == 24_722_222_222
 
 
 def test_accrued_never_decreases_within_a_period() -> None:
     for day_count in DayCount:
-        instrument = make_instrument(day_count=day_count.value, accrual_start="2023-08-31",
-                                     next_coupon_date="2024-02-29", maturity_date="2026-08-31")
+        instrument = make_instrument(
+            day_count=day_count.value,
+            accrual_start="2023-08-31",
+            next_coupon_date="2024-02-29",
+            maturity_date="2026-08-31",
+        )
         previous = -1
         day = instrument.accrual_start
         while day < instrument.next_coupon_date:
@@ -200,9 +250,17 @@ def test_accrued_never_decreases_within_a_period() -> None:
 
 @pytest.mark.parametrize(
     ("value", "rounded"),
-    [(Fraction(5, 2), 3), (Fraction(-5, 2), -3), (Fraction(7, 2), 4), (Fraction(1, 2), 1),
-     (Fraction(-1, 2), -1), (Fraction(24999, 10000), 2), (Fraction(-24999, 10000), -2),
-     (Fraction(0), 0), (Fraction(10), 10)],
+    [
+        (Fraction(5, 2), 3),
+        (Fraction(-5, 2), -3),
+        (Fraction(7, 2), 4),
+        (Fraction(1, 2), 1),
+        (Fraction(-1, 2), -1),
+        (Fraction(24999, 10000), 2),
+        (Fraction(-24999, 10000), -2),
+        (Fraction(0), 0),
+        (Fraction(10), 10),
+    ],
 )
 def test_round_half_away_from_zero(value: Fraction, rounded: int) -> None:
     assert round_half_away_from_zero(value) == rounded
@@ -260,8 +318,10 @@ def test_fee_schedule_from_wire_in_ppm() -> None:
 
 
 def _schedule(ib_maker: str, ib_taker: str, ex_maker: str, ex_taker: str) -> dict:
-    return {"interbank": {"maker_bps": ib_maker, "taker_bps": ib_taker},
-            "exchange": {"maker_bps": ex_maker, "taker_bps": ex_taker}}
+    return {
+        "interbank": {"maker_bps": ib_maker, "taker_bps": ib_taker},
+        "exchange": {"maker_bps": ex_maker, "taker_bps": ex_taker},
+    }
 
 
 @pytest.mark.parametrize(
@@ -276,8 +336,10 @@ def _schedule(ib_maker: str, ib_taker: str, ex_maker: str, ex_taker: str) -> dic
         (_schedule("0", 0.5, "0", "0.50"), "validation.bad_rate"),
         ({"interbank": {"maker_bps": "0", "taker_bps": "0"}}, "validation.bad_fee_schedule"),
         ({**_schedule("0", "0", "0", "0"), "retail": {}}, "validation.bad_fee_schedule"),
-        ({"interbank": {"maker_bps": "0"}, "exchange": {"maker_bps": "0", "taker_bps": "0"}},
-         "validation.bad_fee_schedule"),
+        (
+            {"interbank": {"maker_bps": "0"}, "exchange": {"maker_bps": "0", "taker_bps": "0"}},
+            "validation.bad_fee_schedule",
+        ),
     ],
 )
 def test_fee_schedule_validation(wire: dict, code: str | None) -> None:
@@ -290,7 +352,6 @@ def test_fee_schedule_validation(wire: dict, code: str | None) -> None:
 
 
 # --- one fill, worked by hand end to end --------------------------------------------------
-
 
 
 def demo_instrument(symbol: str) -> Instrument:
@@ -334,8 +395,14 @@ def test_worked_example_by_hand() -> None:
     instrument = demo_instrument("IPABS-2025-1-A")
     fees = FeeSchedule.from_wire(demo.FEE_SCHEDULE)
     fill = price_fill(
-        instrument, instrument.parse_price("100.1250"), 1000, D(2026, 11, 26),
-        maker_segment="exchange", taker_segment="interbank", aggressor_side="buy", fees=fees,
+        instrument,
+        instrument.parse_price("100.1250"),
+        1000,
+        D(2026, 11, 26),
+        maker_segment="exchange",
+        taker_segment="interbank",
+        aggressor_side="buy",
+        fees=fees,
     )
     assert fill.price_ticks == 1_001_250
     assert fill.accrued == 1_084_931_507
@@ -352,18 +419,21 @@ def test_worked_example_by_hand() -> None:
     upper = accrued_upper(instrument, D(2026, 11, 26))
     assert upper == 8_975_342_466
     assert buy_cost_per_unit_upper(instrument, 1_001_250, upper, fees, "interbank") == 7_923
-    assert buy_reservation_fen(instrument, 1_001_250, 1000, upper, fees, "interbank") == (
-        7_925_000
-    )
+    assert buy_reservation_fen(instrument, 1_001_250, 1000, upper, fees, "interbank") == (7_925_000)
 
 
 def test_an_aggressive_sell_puts_the_taker_fee_on_the_seller() -> None:
     instrument = demo_instrument("IPABS-2025-1-A")
     fees = FeeSchedule.from_wire(demo.FEE_SCHEDULE)
     fill = price_fill(
-        instrument, 1_001_250, 1000, D(2026, 11, 26),
-        maker_segment=Segment.INTERBANK, taker_segment=Segment.EXCHANGE,
-        aggressor_side="sell", fees=fees,
+        instrument,
+        1_001_250,
+        1000,
+        D(2026, 11, 26),
+        maker_segment=Segment.INTERBANK,
+        taker_segment=Segment.EXCHANGE,
+        aggressor_side="sell",
+        fees=fees,
     )
     # same amount as the worked example; buyer = interbank maker (-0.20 bp of 7 860 441 =
     # -157.20882 -> -157), seller = exchange taker (0.30 bp = 235.81323 -> 236)
@@ -380,9 +450,16 @@ def test_price_fill_other_day_counts_match_hand_figures() -> None:
     # CNY -> 976 833 fen; fees: exchange maker -0.10 bp -> -9.76833 -> -10; interbank taker
     # 0.50 bp -> 48.84165 -> 49
     instrument = demo_instrument("IPABS-2025-1-C")
-    fill = price_fill(instrument, instrument.parse_price("96.000"), 100, D(2026, 11, 26),
-                      maker_segment="exchange", taker_segment="interbank",
-                      aggressor_side="sell", fees=fees)
+    fill = price_fill(
+        instrument,
+        instrument.parse_price("96.000"),
+        100,
+        D(2026, 11, 26),
+        maker_segment="exchange",
+        taker_segment="interbank",
+        aggressor_side="sell",
+        fees=fees,
+    )
     assert fill.accrued == 16_833_333_333
     assert fill.settlement_amount == 976_833
     assert (fill.buyer_fee, fill.seller_fee) == (-10, 49)
@@ -403,8 +480,9 @@ def reservation_cases(draw):
         tick_size=tick,
         reference_price=10**8 // tick,
     )
-    limit = draw(st.one_of(st.integers(1, instrument.max_price_ticks),
-                           st.integers(1, 2 * 10**8 // tick)))
+    limit = draw(
+        st.one_of(st.integers(1, instrument.max_price_ticks), st.integers(1, 2 * 10**8 // tick))
+    )
     upper = draw(st.integers(0, 30 * 10**10))
     makers = draw(st.lists(st.integers(-MAX_FEE_PPM, MAX_FEE_PPM), min_size=2, max_size=2))
     lowest_taker = max(0, -min(makers))
@@ -439,7 +517,8 @@ def test_buy_reservation_covers_any_split_and_shrinks_linearly(case) -> None:
         # what is left always covers the reservation the remainder needs
         left_needed = (
             buy_reservation_fen(instrument, limit, remaining, upper, fees, segment)
-            if remaining else 0
+            if remaining
+            else 0
         )
         assert reserved - spent >= left_needed
     assert spent <= reserved
