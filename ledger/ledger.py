@@ -469,6 +469,7 @@ class Ledger:
         # forwarding stage
         self._forward_ready = threading.Condition(threading.Lock())
         self._to_sign: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] = []
+        self._forwarder_waiting = False  # guarded by _forward_ready
         self._forwarder: threading.Thread | None = None
         self._signer: _ThreadSigner | _ProcessSigner | None = None
         # checkpoints
@@ -797,8 +798,12 @@ class Ledger:
             raise LedgerRefusedError(
                 f"{kind} blocks are written by the ledger itself", "ledger.bad_kind"
             )
+        # The payload is encoded before append returns and not kept, so a plain dict needs no
+        # defensive copy; any other mapping is copied (validation requires a dict).
+        if type(payload) is not dict:
+            payload = dict(payload)
         with self._lock:
-            return self._append_locked(kind, dict(payload), deltas)
+            return self._append_locked(kind, payload, deltas)
 
     def _append_locked(
         self,
@@ -806,11 +811,15 @@ class Ledger:
         payload: dict[str, Any],
         deltas: Iterable[tuple[str, str, int] | Delta] | None,
     ) -> BlockHandle:
-        self._check_open()
+        if self._failure is not None or self._closed:
+            self._check_open()
+        balances = self._balances
         try:
             canonical = self._canonical_deltas(kind, payload, deltas)
             height = self._tree.size
-            timestamp_ns = max(time.time_ns(), self._last_timestamp_ns)
+            timestamp_ns = time.time_ns()
+            if timestamp_ns < self._last_timestamp_ns:  # the wall clock stepped back
+                timestamp_ns = self._last_timestamp_ns
             block = Block(
                 height,
                 self._last_hash,
@@ -820,18 +829,30 @@ class Ledger:
                 payload,
                 canonical,
             )
-            blocks.validate_block(block)
-            encoded = blocks.encode_block(block)
-            trade_id = payload.get("trade_id") if kind == "fill" else None
+            # block.py's one-pass validate + encode: schema, conservation, DvP, canonical form.
+            encoded = blocks.validate_and_encode(block)
+            trade_id = payload["trade_id"] if kind == "fill" else None
             if trade_id is not None and trade_id in self._trade_heights:
                 raise LedgerRefusedError(
                     f"trade {trade_id} is already in block {self._trade_heights[trade_id]}",
                     "ledger.duplicate_trade",
                 )
-            blocks.apply_deltas(self._balances, canonical)  # last check; applies if it passes
+            # The last check, inlined (apply_deltas' rule): no non-external balance may go
+            # negative. Checked for every delta before any is applied, so a refusal changes
+            # nothing; the keys of a canonical block are unique, so checking each against the
+            # old balance is exact.
+            for account, asset, amount in canonical:
+                value = balances.get((account, asset), 0) + amount
+                if value < 0 and not account.startswith(blocks.EXTERNAL_PREFIX):
+                    raise BlockError(
+                        "block.negative_balance", f"{account} would hold {value} {asset}"
+                    )
         except BlockError as error:
             raise LedgerRefusedError.from_block_error(error) from None
         # Accepted: from here on nothing can refuse the block.
+        for account, asset, amount in canonical:
+            key = (account, asset)
+            balances[key] = balances.get(key, 0) + amount
         block_hash = sha256(encoded).digest()
         if trade_id is not None:
             self._trade_heights[trade_id] = height
@@ -841,12 +862,17 @@ class Ledger:
         return self._enqueue(height, encoded, block_hash)
 
     def _enqueue(self, height: int, encoded: bytes, block_hash: bytes) -> BlockHandle:
-        """Hand an accepted block to the signing stage (caller holds ``_lock``)."""
+        """Hand an accepted block to the signing stage (caller holds ``_lock``).
+
+        The forwarder is only notified when it is waiting: at full speed it is busy and a
+        ``notify`` per block would be wasted work on the caller's thread.
+        """
         handle = BlockHandle(height)
         with self._forward_ready:
             if self._failure is None:
                 self._to_sign.append((handle, encoded, block_hash, self._signing_key))
-                self._forward_ready.notify()
+                if self._forwarder_waiting:
+                    self._forward_ready.notify()
             else:  # the forwarder has stopped: never leave a handle hanging
                 handle.set_exception(self._failure)
         self._last_handle = handle
@@ -967,7 +993,9 @@ class Ledger:
             while True:
                 with self._forward_ready:
                     while not self._to_sign and not in_flight and not self._closed:
+                        self._forwarder_waiting = True
                         self._forward_ready.wait()
+                        self._forwarder_waiting = False
                     if not self._to_sign and not in_flight:
                         return
                     batch = self._take_sign_batch()
