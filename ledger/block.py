@@ -26,6 +26,9 @@ API for the store engineer and the venue:
 - ``SignedBlock(block, encoded, block_hash, signature)``: ``to_bytes()`` is the record;
   ``leaf_hash`` is the Merkle leaf hash of this block.
 - ``decode_signed_block(record) -> SignedBlock``; ``decode_block(encoding) -> Block``.
+- ``check_fill_record(record) -> CheckedFill | None``: the audit's fast path for fill records
+  (decode + ``check_block_rules`` in one pass, about 5x cheaper); ``None`` means "use the
+  reference path", which then accepts the record or names the problem.
 - ``verify_block_signature(signed, public_key) -> None``.
 - ``validate_and_encode(block) -> bytes``: ``validate_block`` + ``encode_block`` in one pass
   (the writer's hot path: nothing is checked twice).
@@ -58,6 +61,7 @@ import struct
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, MutableMapping
 from hashlib import sha256
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
@@ -504,6 +508,180 @@ def decode_signed_block(record: bytes) -> SignedBlock:
         )
     encoded = bytes(record[:end])
     return SignedBlock(block, encoded, sha256(encoded).digest(), bytes(record[end:]))
+
+
+# --------------------------------------------------------------------------- fast fill check
+
+# The audit's hot path. A fill record is accepted here only if it is, byte for byte, what the
+# writer produces for a valid fill; anything else returns None and goes through the reference
+# path (decode_signed_block + check_block_rules), which names the problem. So this path can only
+# say "valid" for records the reference path also accepts (property-tested in test_block.py).
+#
+# Why a regular expression can replace parse + re-encode: the pattern spells out the one
+# canonical text of a fill payload -- every field, in sorted key order, no whitespace; names in
+# quotes drawn from the name alphabet (no quote, backslash, escape or non-ASCII character can
+# occur); integers in canonical decimal (no sign on zero, no leading zero; at most 18 digits, so
+# inside int64, except the timestamp's 19, range-checked after parsing) -- so a match is exactly
+# a payload that json parses to a fill whose canonical re-encoding is the same bytes. Rarer
+# spellings the reference accepts (a 19-digit fee or order id) simply take the reference path.
+_NAME_RE = rb"[A-Za-z0-9][A-Za-z0-9:._/@\-]{0,127}"
+_SIGNED_RE = rb"0|-?[1-9][0-9]{0,17}"  # 18 digits at most: inside int64 whatever they are
+_UNSIGNED_RE = rb"0|[1-9][0-9]{0,17}"
+_POSITIVE_RE = rb"[1-9][0-9]{0,17}"
+_TIMESTAMP_RE = rb"0|[1-9][0-9]{0,18}"  # nanoseconds since 1970 have 19 digits: range-checked
+_SEGMENT_RE = rb"interbank|exchange"
+_FACTOR_RE = rb"1000000|[1-9][0-9]{0,5}"  # 1 ... FACTOR_ONE
+# Captured, in order: buyer, buyer_fee, instrument, qty, seller, seller_fee, settlement_amount,
+# timestamp_ns, trade_id; the other fields need no value, only their form.
+_FILL_PAYLOAD_PATTERN = re.compile(
+    b'\\{"accrued":(?:%(u)s),"aggressor":"(?:buy|sell)","buyer":"(%(n)s)","buyer_fee":(%(s)s),'
+    b'"buyer_segment":"(?:%(g)s)","factor":(?:%(f)s),"instrument":"(%(n)s)",'
+    b'"maker_order_id":(?:%(s)s|"%(n)s"),"price":(?:%(p)s),"qty":(%(p)s),"seller":"(%(n)s)",'
+    b'"seller_fee":(%(s)s),"seller_segment":"(?:%(g)s)","settlement_amount":(%(p)s),'
+    b'"taker_order_id":(?:%(s)s|"%(n)s"),"timestamp_ns":(%(t)s),"trade_id":"(%(n)s)"\\}'
+    % {
+        b"u": _UNSIGNED_RE,
+        b"s": _SIGNED_RE,
+        b"p": _POSITIVE_RE,
+        b"n": _NAME_RE,
+        b"g": _SEGMENT_RE,
+        b"f": _FACTOR_RE,
+        b"t": _TIMESTAMP_RE,
+    }
+)
+_FILL_KIND_CODE = KINDS.index("fill")
+_HOSTILE_PREFIXES = (EXTERNAL_PREFIX.encode("ascii"), b"venue:")  # not a participant
+
+
+class CheckedFill(NamedTuple):
+    """What the audit needs from a fill record that ``check_fill_record`` accepted.
+
+    ``key_id`` is the raw 8 bytes of the header. ``delta_keys[i]`` = ``(account, asset)`` and
+    ``delta_amounts[i]`` = amount of the block's ``i``-th delta, in canonical order (together
+    equal to ``block.deltas``).
+    """
+
+    height: int
+    prev_hash: bytes
+    key_id: bytes
+    block_hash: bytes
+    signature: bytes
+    trade_id: str
+    delta_keys: tuple[tuple[str, str], ...]
+    delta_amounts: tuple[int, ...]
+
+
+class _FillDeltaPlan(NamedTuple):
+    """The byte layout of one fill's deltas for given parties, instrument and zero amounts.
+
+    ``names`` unpacks the delta count and the encoded names (skipping amounts) and must give
+    ``expected_names``; ``amounts`` unpacks just the amounts, which must equal ``order`` applied
+    to the five slot amounts of ``fill_deltas`` (buyer cash, seller cash, fees, buyer units,
+    seller units). Two C-level unpacks instead of a Python loop per delta.
+    """
+
+    names: struct.Struct
+    expected_names: tuple[Any, ...]
+    amounts: struct.Struct
+    order: Any  # operator.itemgetter over the five slot amounts
+    keys: tuple[tuple[str, str], ...]
+
+
+# (buyer, seller, instrument, which of the three cash amounts are non-zero) -> plan. Parties and
+# instruments repeat, so sorting and encoding happen once per combination; bounded like the name
+# caches so hostile input cannot grow it forever.
+_FILL_DELTA_PLANS: dict[tuple[bytes, bytes, bytes, bool, bool, bool], _FillDeltaPlan] = {}
+_PLAN_LIMIT = 10_000
+
+
+def _fill_delta_plan(plan_key: tuple[bytes, bytes, bytes, bool, bool, bool]) -> _FillDeltaPlan:
+    buyer, seller, instrument = (name.decode("ascii") for name in plan_key[:3])
+    keys = [
+        (buyer, CASH_ASSET),
+        (seller, CASH_ASSET),
+        (FEE_ACCOUNT, CASH_ASSET),
+        (buyer, instrument),
+        (seller, instrument),
+    ]
+    present = [slot for slot in range(5) if slot >= 3 or plan_key[3 + slot]]  # qty is >= 1
+    order = sorted(present, key=keys.__getitem__)
+    encoded = [_encode_name(keys[slot][0]) + _encode_name(keys[slot][1]) for slot in order]
+    names_format = ">I" + "".join(f"{len(names)}s8x" for names in encoded)
+    amounts_format = ">4x" + "".join(f"{len(names)}xq" for names in encoded)
+    plan = _FillDeltaPlan(
+        struct.Struct(names_format),
+        (len(order), *encoded),
+        struct.Struct(amounts_format),
+        itemgetter(*order) if len(order) > 1 else lambda amounts: (amounts[order[0]],),
+        tuple(keys[slot] for slot in order),
+    )
+    if len(_FILL_DELTA_PLANS) < _PLAN_LIMIT:
+        _FILL_DELTA_PLANS[plan_key] = plan
+    return plan
+
+
+def check_fill_record(record: bytes) -> CheckedFill | None:
+    """Decode and rule-check a stored fill record in one pass, or ``None`` to use the reference.
+
+    Accepts only a record that ``decode_signed_block`` decodes to a fill passing
+    ``check_block_rules``, and then returns the same facts. ``None`` means "not decided here":
+    another kind, or anything unusual or wrong -- the caller runs the reference path, which
+    accepts it or raises the precise ``BlockError``. Never raises for any input bytes.
+    """
+    if type(record) is not bytes or len(record) < HEADER.size + SIGNATURE_SIZE:
+        return None
+    magic, version, kind_code, height, _, prev_hash, raw_key_id, payload_length = (
+        HEADER.unpack_from(record, 0)
+    )
+    if magic != MAGIC or version != FORMAT_VERSION or kind_code != _FILL_KIND_CODE:
+        return None
+    payload_end = HEADER.size + payload_length
+    end = len(record) - SIGNATURE_SIZE
+    if payload_end > end:
+        return None
+    match = _FILL_PAYLOAD_PATTERN.fullmatch(record, HEADER.size, payload_end)
+    if match is None:
+        return None
+    buyer, buyer_fee, instrument, qty, seller, seller_fee, amount, timestamp_ns, trade_id = (
+        match.groups()
+    )
+    # The pattern pins signs and the factor's range; its 18-digit numbers stay inside int64, so
+    # only the 19-digit timestamp needs a range check.
+    if len(timestamp_ns) == 19 and int(timestamp_ns) > INT64_MAX:
+        return None
+    if (
+        instrument == b"CNY"
+        or buyer == seller
+        or buyer.startswith(_HOSTILE_PREFIXES)
+        or seller.startswith(_HOSTILE_PREFIXES)
+    ):
+        return None
+    amount, buyer_fee, seller_fee, qty = int(amount), int(buyer_fee), int(seller_fee), int(qty)
+    buyer_cash = -(amount + buyer_fee)
+    seller_cash, fees = amount - seller_fee, buyer_fee + seller_fee
+    slot_amounts = (buyer_cash, seller_cash, fees, qty, -qty)
+    plan_key = (buyer, seller, instrument, buyer_cash != 0, seller_cash != 0, fees != 0)
+    plan = _FILL_DELTA_PLANS.get(plan_key) or _fill_delta_plan(plan_key)
+    # The exact deltas of fill_deltas must fill the record up to the signature: that checks
+    # delta form, order, non-zero amounts and the DvP rule at once. (An expected amount outside
+    # int64 can never equal an unpacked one.)
+    if payload_end + plan.names.size != end:
+        return None
+    if plan.names.unpack_from(record, payload_end) != plan.expected_names:
+        return None
+    delta_amounts = plan.amounts.unpack_from(record, payload_end)
+    if delta_amounts != plan.order(slot_amounts):
+        return None
+    return CheckedFill(
+        height,
+        prev_hash,
+        raw_key_id,
+        sha256(record[:end]).digest(),
+        record[end:],
+        trade_id.decode("ascii"),
+        plan.keys,
+        delta_amounts,
+    )
 
 
 # --------------------------------------------------------------------------- signing

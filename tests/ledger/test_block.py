@@ -17,9 +17,12 @@ from ledger.block import (
     KINDS,
     Block,
     BlockError,
+    CheckedFill,
     Delta,
     Signer,
     apply_deltas,
+    check_block_rules,
+    check_fill_record,
     check_signing_key,
     decode_block,
     decode_signed_block,
@@ -562,3 +565,167 @@ def test_the_fast_fill_json_equals_the_canonical_json(
         payload
     ).encode("ascii")
     assert validate_and_encode(block) == encode_block(block)
+
+
+# --------------------------------------------------------------------------- fast fill path
+
+
+def reference_fill_facts(record: bytes) -> CheckedFill | None:
+    """What the reference path (strict decode + rules) says about a fill record, in the fast
+    path's shape; None if it refuses the record or the record is not a fill."""
+    try:
+        signed = decode_signed_block(record)
+        check_block_rules(signed.block)
+    except BlockError:
+        return None
+    block = signed.block
+    if block.kind != "fill":
+        return None
+    return CheckedFill(
+        block.height,
+        block.prev_hash,
+        bytes.fromhex(block.key_id),
+        signed.block_hash,
+        signed.signature,
+        block.payload["trade_id"],
+        tuple((delta.account, delta.asset) for delta in block.deltas),
+        tuple(delta.amount for delta in block.deltas),
+    )
+
+
+def assert_fast_path_agrees(record: bytes) -> CheckedFill | None:
+    """The fast path may decline anything, but what it accepts the reference accepts, equally."""
+    fast = check_fill_record(record)
+    if fast is not None:
+        assert fast == reference_fill_facts(record)
+    return fast
+
+
+def signed_fill_record(payload: dict, deltas: tuple | None = None) -> bytes:
+    deltas = fill_deltas(payload) if deltas is None else deltas
+    return SIGNER.sign(make_block("fill", payload, deltas)).to_bytes()
+
+
+def resign(encoded: bytes) -> bytes:
+    return encoded + SIGNER.sign_hash(sha256(encoded).digest())
+
+
+def test_the_fast_path_accepts_a_valid_fill_with_the_reference_facts() -> None:
+    for payload in (
+        fill_payload(),
+        fill_payload(buyer_fee=0, seller_fee=0),
+        fill_payload(seller_fee=9_500_000),
+        fill_payload(maker_order_id="O-1"),
+    ):
+        assert assert_fast_path_agrees(signed_fill_record(payload)) is not None
+
+
+def test_the_fast_path_declines_every_other_kind() -> None:
+    for block in sample_blocks():
+        if block.kind != "fill":
+            assert check_fill_record(SIGNER.sign(block).to_bytes()) is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"accrued":12345, "aggressor":"buy"}',
+        b'{"accrued":-0}',
+    ],
+)
+def test_the_fast_path_declines_a_foreign_payload(payload: bytes) -> None:
+    fill = make_block("fill", fill_payload(), fill_deltas(fill_payload()))
+    encoded = _replace_payload(encode_block(fill), payload)
+    assert check_fill_record(resign(encoded)) is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (b'"accrued":12345', b'"accrued":012345'),  # leading zero
+        (b'"accrued":12345', b'"accrued": 12345'),  # whitespace
+        (b'"buyer_fee":950', b'"buyer_fee":-0'),  # signed zero
+        (b'"factor":950000', b'"factor":1000001'),  # above 1.0
+        (b'"factor":950000', b'"factor":0'),
+        (b'"price":998750', b'"price":0'),
+        (b'"price":998750', b'"price":9.5'),
+        (b'"qty":1000', b'"qty":1e3'),
+        (b'"trade_id":"T-1"', b'"trade_id":"T\\u002d1"'),  # an escape the writer never uses
+        (b'"maker_order_id":17', b'"maker_order_id":true'),
+        (b'"timestamp_ns":1764158400000000000', b'"timestamp_ns":9223372036854775808'),
+        (b'"seller":"P-BR2"', b'"seller":"P-MM1"'),  # buyer == seller
+        (b'"seller":"P-BR2"', b'"seller":"venue:fees"'),
+        (b'"instrument":"IPABS-2019-1-A"', b'"instrument":"CNY"'),
+        (b'"aggressor":"buy"', b'"aggressor":"BUY"'),
+        (b'"trade_id":"T-1"}', b'"trade_id":"T-1","x":1}'),  # unknown field
+    ],
+)
+def test_the_fast_path_declines_what_the_reference_refuses(old: bytes, new: bytes) -> None:
+    encoded = SIGNER.sign(make_block("fill", fill_payload(), fill_deltas(fill_payload()))).encoded
+    length = HEADER.unpack_from(encoded)[-1]
+    payload = encoded[HEADER.size : HEADER.size + length]
+    assert old in payload
+    record = resign(_replace_payload(encoded, payload.replace(old, new)))
+    assert check_fill_record(record) is None
+    assert reference_fill_facts(record) is None
+
+
+def test_the_fast_path_declines_wrong_or_non_canonical_deltas() -> None:
+    payload = fill_payload()
+    right = fill_deltas(payload)
+    wrong = (*right[:-1], Delta(right[-1].account, right[-1].asset, right[-1].amount + 1))
+    encoded = encode_block(make_block("fill", payload, right))
+    delta_start = len(encoded) - sum(2 + len(a) + 2 + len(s) + 8 for a, s, _ in right) - 4
+    for deltas_bytes in (
+        encode_block(make_block("fill", payload, wrong))[delta_start:],
+        encoded[delta_start:] + b"\x00",  # trailing byte before the signature
+        encoded[delta_start:-1],
+        struct.pack(">I", 0),
+    ):
+        record = resign(encoded[:delta_start] + deltas_bytes)
+        assert check_fill_record(record) is None
+        assert reference_fill_facts(record) is None
+    record = signed_fill_record(payload)
+    for broken in (record[:-1], record + b"\x00", bytearray(record), record[:70]):
+        assert check_fill_record(broken) is None  # type: ignore[arg-type]
+
+
+_small_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9:._/@\-]{0,12}", fullmatch=True)
+
+
+@st.composite
+def valid_fill_payloads(draw: st.DrawFn) -> dict:
+    """Fills the fast path must accept: every number within 18 digits (19 for the timestamp)."""
+    names = draw(st.lists(_small_names, min_size=3, max_size=3, unique=True))
+    amount = draw(st.integers(1, 10**17))
+    order_id = st.integers(-(10**17), 10**17) | _small_names
+    return fill_payload(
+        trade_id=names[0], buyer=f"P-{names[1]}", seller=f"Q-{names[2]}",
+        instrument=draw(st.sampled_from(["IPABS-2019-1-A", "A", "Z9"])),
+        price=draw(st.integers(1, 10**17)), qty=draw(st.integers(1, 10**17)),
+        accrued=draw(st.integers(0, 10**17)), factor=draw(st.integers(1, 1_000_000)),
+        settlement_amount=amount,
+        buyer_fee=draw(st.integers(-(10**6), 10**6) | st.just(0)),
+        seller_fee=draw(st.integers(-(10**6), 10**6) | st.just(0) | st.just(amount)),
+        maker_order_id=draw(order_id), taker_order_id=draw(order_id),
+        timestamp_ns=draw(st.integers(0, 2**63 - 1)),
+        buyer_segment=draw(st.sampled_from(["interbank", "exchange"])),
+        seller_segment=draw(st.sampled_from(["interbank", "exchange"])),
+        aggressor=draw(st.sampled_from(["buy", "sell"])),
+    )  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(payload=valid_fill_payloads(), data=st.data())
+def test_fast_and_reference_fill_paths_agree_on_any_fill_and_any_byte_change(
+    payload: dict, data: st.DataObject
+) -> None:
+    record = signed_fill_record(payload)
+    assert assert_fast_path_agrees(record) is not None
+    mutated = bytearray(record)
+    for _ in range(data.draw(st.integers(1, 3))):
+        position = data.draw(st.integers(0, len(record) - 1))
+        mutated[position] = data.draw(st.integers(0, 255))
+    assert_fast_path_agrees(bytes(mutated))
+    cut = data.draw(st.integers(0, len(record)))
+    assert_fast_path_agrees(record[:cut] + data.draw(st.binary(max_size=3)))
