@@ -43,27 +43,45 @@ block ``n`` (the key that signs the block after the last one it covers).
 
 Opening
 -------
-Opening rebuilds balances, the Merkle tree, the trade index and the key in force by one scan:
-record checksums (``RecordLog``), each block's header, height, hash link, key id, exact length
-and deltas, and non-negative balances -- but *no* signature or payload-schema checks
-(``venue-audit verify`` does those, on all cores), so that a restart with 100,000 fill blocks
-takes about two seconds. Fills are read by a fast scanner (:func:`_scan_block`); everything else
-by block.py's strict decoder, which is also the fast scanner's test oracle. The newest stored
-checkpoint must match the rebuilt tree; if crash recovery cut blocks a checkpoint covered, the
-ledger refuses to open.
+Opening rebuilds balances, the Merkle tree, the trade index and the key in force. The record
+log checks every record's checksum. Blocks are then scanned -- each block's header, height,
+hash link, key id, exact length and deltas, and non-negative balances, but *no* signature or
+payload-schema checks (``venue-audit verify`` does those, on all cores). Fills are read by a
+fast scanner (:func:`_scan_block`); everything else by block.py's strict decoder, which is
+also the fast scanner's test oracle. The newest stored checkpoint must match the rebuilt tree;
+if crash recovery cut blocks a checkpoint covered, the ledger refuses to open.
+
+The scan costs about 15 us a block (1.5-2 s for 100,000 fills), so the ledger also keeps a
+**state file**, ``state.bin``: what the scan rebuilds (balances, trade index, key history,
+last hash and timestamp, and every Merkle leaf hash) at a height that is durable and covered
+by a stored checkpoint, with an HMAC-SHA256 keyed from the signing key. It is saved by the
+checkpointer every ``state_every_blocks`` blocks and on close (temporary file, fsync, rename,
+directory fsync). Opening uses it only if the MAC verifies under the signing key given to
+``open``, it covers no more blocks than the newest checkpoint and the block log hold, the block
+at its last height hashes to its last hash, and -- after the blocks after it are scanned as
+above -- the newest checkpoint's root equals the tree rebuilt from its leaves, which checks
+every saved leaf hash against the signed root. Otherwise opening logs why and scans every
+block, so damage in the blocks is still named by the full scan. Blocks the state file covers
+are checked only by their record checksums on open; ``venue-audit verify`` checks them all.
+On disk: header (``ABSLST01``, covered count, section lengths, u64 little-endian), the
+metadata as JSON, trade ids joined by newlines, their heights (u64 LE), the leaf hashes, the
+32-byte MAC over all of it.
 
 A failed write, fsync or signer is fatal: the ledger refuses every later append (reopen it).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import os
 import struct
 import subprocess
 import sys
 import threading
 import time
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -77,7 +95,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger import block as blocks
 from ledger.block import Block, BlockError, Delta, SignedBlock, decode_signed_block
 from ledger.checkpoint import CheckpointError, make_checkpoint, parse_checkpoint, sign_checkpoint
-from ledger.hasher import leaf_hash
+from ledger.hasher import HASH_SIZE, leaf_hash
 from ledger.keys import key_id, public_key_bytes, public_key_to_text
 from ledger.proof import MerkleTree, ProofError
 from ledger.receipt import build_receipt
@@ -437,6 +455,112 @@ def _scan_block(record: bytes) -> _ScannedBlock | None:
 
 
 # --------------------------------------------------------------------------------------------
+# The ledger state file: what a full scan would rebuild, saved at a checkpointed height
+
+
+STATE_FILE_NAME = "state.bin"
+_STATE_MAGIC = b"ABSLST01"
+# magic, covered block count, then the byte lengths of the metadata JSON and the trade ids, and
+# the trade count; all little-endian.
+_STATE_HEADER = struct.Struct("<8sQQQQ")
+_STATE_MAC_SIZE = 32
+_STATE_MAC_CONTEXT = b"abs-venue ledger state file v1\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class _LedgerState:
+    """Everything opening rebuilds from blocks ``0 .. size - 1``.
+
+    Saved by :meth:`Ledger._save_state` only for a height that is durable and covered by a
+    stored checkpoint, so opening can check the saved leaf hashes against that checkpoint.
+    """
+
+    size: int
+    last_hash: bytes
+    last_timestamp_ns: int
+    key_in_force: bytes  # raw 8-byte id of the key that signs block ``size``
+    key_starts: list[int]
+    balances: dict[tuple[str, str], int]
+    trade_ids: list[str]
+    trade_heights: array
+    leaf_hashes: bytes  # size x 32 bytes, leaf order
+
+
+def _state_mac_key(signing_key: Ed25519PrivateKey) -> bytes:
+    """HMAC key for the state file, derived from the signing key in force when it was saved.
+
+    Only the holder of the signing key can write a state file that opening accepts, and a
+    state file saved before a key rotation is simply not used (opening scans instead).
+    """
+    return sha256(_STATE_MAC_CONTEXT + _raw_private_key(signing_key)).digest()
+
+
+def _encode_state(state: _LedgerState, mac_key: bytes) -> bytes:
+    """The state file's bytes: header, metadata JSON, trade ids, heights, leaves, HMAC."""
+    meta = json.dumps(
+        {
+            "balances": [[account, asset, amount] for (account, asset), amount in
+                         sorted(state.balances.items())],
+            "key_in_force": state.key_in_force.hex(),
+            "key_starts": state.key_starts,
+            "last_hash": state.last_hash.hex(),
+            "last_timestamp_ns": state.last_timestamp_ns,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode("ascii")  # fmt: skip
+    trade_ids = "\n".join(state.trade_ids).encode("ascii")  # names never hold a newline
+    heights = array("Q", state.trade_heights)
+    if sys.byteorder != "little":
+        heights.byteswap()
+    header = _STATE_HEADER.pack(
+        _STATE_MAGIC, state.size, len(meta), len(trade_ids), len(state.trade_ids)
+    )
+    body = b"".join((header, meta, trade_ids, heights.tobytes(), state.leaf_hashes))
+    return body + hmac.new(mac_key, body, sha256).digest()
+
+
+def _decode_state(data: bytes, mac_key: bytes) -> _LedgerState:
+    """Parse a state file; ``ValueError`` naming the problem if it is not exactly valid."""
+    if len(data) < _STATE_HEADER.size + _STATE_MAC_SIZE:
+        raise ValueError(f"state file is {len(data)} bytes, too short")
+    body, mac = data[:-_STATE_MAC_SIZE], data[-_STATE_MAC_SIZE:]
+    if not hmac.compare_digest(hmac.new(mac_key, body, sha256).digest(), mac):
+        raise ValueError("state file MAC does not match (damaged, or saved under another key)")
+    magic, size, meta_length, ids_length, trade_count = _STATE_HEADER.unpack_from(body, 0)
+    if magic != _STATE_MAGIC:
+        raise ValueError(f"state file magic {magic!r}")
+    position = _STATE_HEADER.size
+    expected = position + meta_length + ids_length + 8 * trade_count + HASH_SIZE * size
+    if len(body) != expected:
+        raise ValueError(f"state file body is {len(body)} bytes, its header implies {expected}")
+    meta = json.loads(body[position : position + meta_length])
+    position += meta_length
+    trade_ids = body[position : position + ids_length].decode("ascii").split("\n")
+    if trade_count == 0:
+        trade_ids = []
+    position += ids_length
+    heights = array("Q")
+    heights.frombytes(body[position : position + 8 * trade_count])
+    if sys.byteorder != "little":
+        heights.byteswap()
+    position += 8 * trade_count
+    if len(trade_ids) != trade_count:
+        raise ValueError(f"state file names {len(trade_ids)} trades, header says {trade_count}")
+    return _LedgerState(
+        size=size,
+        last_hash=bytes.fromhex(meta["last_hash"]),
+        last_timestamp_ns=meta["last_timestamp_ns"],
+        key_in_force=bytes.fromhex(meta["key_in_force"]),
+        key_starts=list(meta["key_starts"]),
+        balances={(account, asset): amount for account, asset, amount in meta["balances"]},
+        trade_ids=trade_ids,
+        trade_heights=heights,
+        leaf_hashes=body[position:],
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # The ledger
 
 
@@ -452,6 +576,10 @@ class Ledger:
         self.origin = DEFAULT_ORIGIN
         self.checkpoint_every_blocks = 0
         self.checkpoint_every_ms = 0
+        self.state_every_blocks = 0
+        # How many blocks opening took from the state file rather than scanning (0: none).
+        self.opened_from_state = 0
+        self._state_size = 0  # blocks covered by the newest state file this process saved
         self._tree = MerkleTree()
         self._balances: dict[tuple[str, str], int] = {}
         self._trade_heights: dict[str, int] = {}
@@ -494,6 +622,7 @@ class Ledger:
         venue: str = "ABS Venue",
         signer: str = "process",
         segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
+        state_every_blocks: int = 50_000,
     ) -> Ledger:
         """Open the ledger in ``directory``, creating it with a genesis block if it is new.
 
@@ -501,13 +630,15 @@ class Ledger:
         key). ``origin`` names the log in checkpoints; it is recorded in genesis (default
         ``DEFAULT_ORIGIN``) and, when given on a later open, must match. ``signer`` is
         ``"process"`` (a signing child process: uses a second core) or ``"thread"``.
+        ``state_every_blocks``: save the state file (see "Opening" above) after a checkpoint
+        once this many blocks are newer than the saved one, and on close.
 
         Raises :class:`LedgerCorruptError` for damage; ``LedgerError`` with code
         ``ledger.wrong_signing_key`` or ``ledger.origin_mismatch``; ``RecordLogLockedError``
         if the ledger is open elsewhere.
         """
-        if checkpoint_every_blocks < 1 or checkpoint_every_ms < 1:
-            raise ValueError("checkpoint intervals must be positive")
+        if checkpoint_every_blocks < 1 or checkpoint_every_ms < 1 or state_every_blocks < 1:
+            raise ValueError("checkpoint and state intervals must be positive")
         if signer not in ("process", "thread"):
             raise ValueError(f"signer must be 'process' or 'thread', not {signer!r}")
         ledger = cls()
@@ -515,6 +646,7 @@ class Ledger:
         ledger.origin = origin or DEFAULT_ORIGIN
         ledger.checkpoint_every_blocks = checkpoint_every_blocks
         ledger.checkpoint_every_ms = checkpoint_every_ms
+        ledger.state_every_blocks = state_every_blocks
         if not ledger.directory.is_dir():
             ledger.directory.mkdir(parents=True)
             fsync_directory(ledger.directory.parent)  # the new directory's name is durable
@@ -535,12 +667,8 @@ class Ledger:
             ledger._checkpoints.close()
             raise
         try:
-            ledger._rebuild()
-            if ledger._tree.size == 0:
-                ledger._write_genesis(signing_key, venue)
-            ledger._adopt_origin(origin)
+            ledger._recover(signing_key, venue, origin, covered)
             ledger._adopt_signing_key(signing_key)
-            ledger._load_latest_checkpoint()
             ledger._signer = _ProcessSigner() if signer == "process" else _ThreadSigner()
         except BaseException:
             ledger._blocks.close()
@@ -549,8 +677,74 @@ class Ledger:
         ledger._start_threads()
         return ledger
 
-    def _rebuild(self) -> None:
+    def _recover(
+        self, signing_key: Ed25519PrivateKey, venue: str, origin: str | None, covered: int
+    ) -> None:
+        """Rebuild the in-memory state from the state file and the blocks after it, or else
+        from every block; write genesis into a new ledger; check the newest checkpoint.
+
+        The newest checkpoint's root must equal the rebuilt tree's (``_load_latest_checkpoint``)
+        and the state file never claims more than that checkpoint covers, so every leaf hash
+        the file supplied is checked against the signed root. If that check fails with the
+        state file, the file is set aside and the ledger rebuilt from every block, so damage
+        in the blocks is still named by the full scan.
+        """
+        state = self._read_state(signing_key, covered)
+        if state is not None:
+            try:
+                self._rebuild(state)
+                self._adopt_origin(origin)
+                self._load_latest_checkpoint()
+                self.opened_from_state = state.size
+                return
+            except LedgerCorruptError as error:
+                logger.warning("ledger state file not used, scanning every block: %s", error)
+                self._tree = MerkleTree()
+                self._balances = {}
+                self._trade_heights = {}
+                self._key_starts, self._key_history = [], []
+        self._rebuild(None)
+        if self._tree.size == 0:
+            self._write_genesis(signing_key, venue)
+        self._adopt_origin(origin)
+        self._load_latest_checkpoint()
+
+    def _read_state(self, signing_key: Ed25519PrivateKey, covered: int) -> _LedgerState | None:
+        """The saved state if it is intact and fits the blocks on disk, else None (logged).
+
+        Checks: the HMAC (written by the holder of ``signing_key``), exact lengths, a size no
+        larger than the newest checkpoint covers or the block log holds, and that the block
+        at ``size - 1`` on disk hashes to the saved last hash, whose leaf is the last saved
+        leaf. The saved leaves as a whole are checked against the checkpoint afterwards.
+        """
+        path = self.directory / STATE_FILE_NAME
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            state = _decode_state(data, _state_mac_key(signing_key))
+            if not 1 <= state.size <= min(covered, self._blocks.durable_count):
+                raise ValueError(
+                    f"state covers {state.size} blocks; checkpointed {covered}, "
+                    f"stored {self._blocks.durable_count}"
+                )
+            record = self._blocks.read(state.size - 1)
+            if sha256(record[: -blocks.SIGNATURE_SIZE]).digest() != state.last_hash:
+                raise ValueError(f"block {state.size - 1} does not hash to the saved last hash")
+            if state.leaf_hashes[-HASH_SIZE:] != leaf_hash(state.last_hash):
+                raise ValueError("the last saved leaf is not the last block's leaf")
+            if not state.key_starts or len(state.key_in_force) != 8:
+                raise ValueError("state names no signing key")
+        except (ValueError, KeyError, TypeError, RecordLogError) as error:
+            logger.warning("ledger state file %s not used: %s", path, error)
+            return None
+        return state
+
+    def _rebuild(self, state: _LedgerState | None) -> None:
         """One pass over the durable blocks: links, balances, tree, trade index, keys.
+
+        Starts from ``state`` (blocks before ``state.size`` are not read) or from nothing.
 
         Checks record checksums (the record log), the header, height, hash link, key id and the
         exact record length of every block, and that no balance goes negative -- not signatures
@@ -560,11 +754,25 @@ class Ledger:
         """
         previous_hash = blocks.GENESIS_PREV_HASH
         key_in_force: bytes | None = None  # 8-byte raw key id of the key that signs next
-        tree_append, balances, trades = self._tree.append, self._balances, self._trade_heights
         last_timestamp_ns = 0
-        height = -1
+        start = 0
+        if state is not None:
+            start = state.size
+            previous_hash = state.last_hash
+            key_in_force = state.key_in_force
+            last_timestamp_ns = state.last_timestamp_ns
+            leaves = state.leaf_hashes
+            self._tree = MerkleTree.from_leaf_hashes(
+                leaves[offset : offset + HASH_SIZE] for offset in range(0, len(leaves), HASH_SIZE)
+            )
+            self._balances = dict(state.balances)
+            self._trade_heights = dict(zip(state.trade_ids, state.trade_heights, strict=True))
+            self._key_starts = list(state.key_starts)
+            self._key_history = [None] * len(state.key_starts)
+        tree_append, balances, trades = self._tree.append, self._balances, self._trade_heights
+        height = start - 1
         try:
-            for height, record in self._blocks.records():
+            for height, record in self._blocks.records(start):
                 try:
                     scanned = _scan_block(record)
                     if scanned is None or scanned.kind_code in _KEY_BLOCK_CODES:
@@ -599,7 +807,7 @@ class Ledger:
                     last_timestamp_ns = scanned.timestamp_ns
         except RecordLogCorruptError as error:
             raise LedgerCorruptError.from_record_log(error) from error
-        if height == 0 and not self._key_starts:
+        if height >= 0 and not self._key_starts:
             raise LedgerCorruptError("block 0 is not a genesis block", 0)
         self._last_hash = previous_hash
         self._last_timestamp_ns = last_timestamp_ns
@@ -1100,6 +1308,8 @@ class Ledger:
                 except BaseException as error:
                     self._fail(error)
                     return
+                if self._covered_size - self._state_size >= self.state_every_blocks:
+                    self._save_state()
 
     def _issue_checkpoint_now(self) -> str | None:
         """Sign and durably store a checkpoint covering every durable block; return it."""
@@ -1123,6 +1333,60 @@ class Ledger:
                 else:
                     self._oldest_uncovered_ns = None
             return note
+
+    def _save_state(self) -> None:
+        """Save the state file at the current height, once that is durable and checkpointed.
+
+        Runs in the checkpointer thread (or in ``close``). The lock is held only to read the
+        height and copy the small parts; the trade index is append-only and insertion-ordered,
+        so its first ``count`` entries, read later, are the ones at that height. Written to a
+        temporary file, fsynced, renamed over the old one and the directory fsynced: a crash
+        leaves the old file or the new one. A failure is logged, not fatal: the file only
+        speeds up opening.
+        """
+        with self._lock:
+            size = self._tree.size
+            last_hash, last_timestamp_ns = self._last_hash, self._last_timestamp_ns
+            key_in_force = bytes.fromhex(self._signing_key_id)
+            mac_key = _state_mac_key(self._signing_key)
+            key_starts = list(self._key_starts)
+            balances = dict(self._balances)
+            trade_ids = list(self._trade_heights)
+        try:
+            self._blocks.wait_durable(size)
+            if self._covered_size < size:
+                self._issue_checkpoint_now()  # the state may only claim checkpointed blocks
+            if self._covered_size < size:
+                return  # appends failed in between; nothing consistent to save
+            trades = self._trade_heights
+            leaf = self._tree.leaf_hash
+            state = _LedgerState(
+                size=size,
+                last_hash=last_hash,
+                last_timestamp_ns=last_timestamp_ns,
+                key_in_force=key_in_force,
+                key_starts=key_starts,
+                balances=balances,
+                trade_ids=trade_ids,
+                trade_heights=array("Q", [trades[trade_id] for trade_id in trade_ids]),
+                leaf_hashes=b"".join([leaf(index) for index in range(size)]),
+            )
+            data = _encode_state(state, mac_key)
+            temporary = self.directory / (STATE_FILE_NAME + ".tmp")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, self.directory / STATE_FILE_NAME)
+            fsync_directory(self.directory)
+        except (OSError, RecordLogError, LedgerError) as error:
+            logger.warning("ledger state file not saved: %s", error)
+            return
+        self._state_size = size
 
     def checkpoint(self) -> str | None:
         """The newest durable signed checkpoint note (C2SP text), or None before the first."""
@@ -1206,6 +1470,8 @@ class Ledger:
                 self._issue_checkpoint_now()
             except (RecordLogError, LedgerError) as error:
                 logger.error("final checkpoint failed: %s", error)
+            else:
+                self._save_state()
         self._checkpoints.close()
         if self._signer is not None:
             self._signer.close()

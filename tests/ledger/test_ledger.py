@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import shutil
 import signal
 import threading
 import time
@@ -594,3 +595,137 @@ def test_checkpoints_are_issued_by_block_count_or_by_time(
         note = ledger.checkpoint()
         assert note is not None
         assert verify_checkpoint(note, key.public_key()).size <= ledger.durable_count
+
+
+# ---- the state file: opening without scanning every block ---------------------------------
+
+
+def ledger_view(ledger: Ledger, trade_ids: list[str]) -> tuple[Any, ...]:
+    """Everything opening rebuilds, as seen through the public API."""
+    size = ledger.height + 1
+    return (
+        size,
+        ledger.root(size),
+        ledger.balances(),
+        {trade_id: ledger.find_fill(trade_id) for trade_id in trade_ids},
+        ledger.signing_key_id,
+        ledger.block(size - 1).block_hash,
+    )
+
+
+def test_opening_from_the_state_file_and_a_tail_equals_a_full_scan(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    state_path = tmp_path / ledger_module.STATE_FILE_NAME
+    with open_ledger(tmp_path, key) as ledger:
+        seed_market(ledger)
+        for trade in range(20):
+            ledger.append("fill", fill_payload(trade, qty=2, amount=300))
+    older_state = state_path.read_bytes()  # saved by close(), covering 26 blocks
+    with open_ledger(tmp_path, key) as ledger:
+        assert ledger.opened_from_state == 26
+        for trade in range(20, 35):
+            ledger.append("fill", fill_payload(trade, qty=1, amount=100, seller=BUYER,
+                                               buyer=SELLER))  # fmt: skip
+        ledger.append("withdrawal", withdrawal(BUYER, "CNY", 7))
+    trade_ids = [f"T-{trade:06d}" for trade in range(40)]
+    # The older state: the 16 newer blocks are a tail that opening must scan.
+    state_path.write_bytes(older_state)
+    with open_ledger(tmp_path, key) as from_state:
+        assert from_state.opened_from_state == 26
+        view = ledger_view(from_state, trade_ids)
+    state_path.unlink()
+    with open_ledger(tmp_path, key) as scanned:
+        assert scanned.opened_from_state == 0
+        assert ledger_view(scanned, trade_ids) == view
+        assert view[0] == 42 and view[3]["T-000034"] == 40 and view[3]["T-000035"] is None
+        # Appending goes on from the rebuilt state.
+        assert scanned.append("fill", fill_payload(50)).result(5) == 42
+
+
+def reencoded_state(
+    data: bytes,
+    key: Ed25519PrivateKey,
+    mac_key: Ed25519PrivateKey | None = None,
+    **changes: Any,
+) -> bytes:
+    """The state file ``data`` (saved under ``key``) with ``changes`` applied, under a valid
+    MAC for ``mac_key`` (default ``key``)."""
+    state = ledger_module._decode_state(data, ledger_module._state_mac_key(key))
+    fields = {name: getattr(state, name) for name in state.__slots__}
+    fields.update(changes)
+    new_mac_key = ledger_module._state_mac_key(mac_key or key)
+    return ledger_module._encode_state(ledger_module._LedgerState(**fields), new_mac_key)
+
+
+def wrong_leaf(data: bytes, key: Ed25519PrivateKey) -> bytes:
+    leaves = ledger_module._decode_state(data, ledger_module._state_mac_key(key)).leaf_hashes
+    return reencoded_state(data, key, leaf_hashes=leaves[:96] + bytes(32) + leaves[128:])
+
+
+def one_more_block(data: bytes, key: Ed25519PrivateKey) -> bytes:
+    state = ledger_module._decode_state(data, ledger_module._state_mac_key(key))
+    longer = state.leaf_hashes + bytes(32)
+    return reencoded_state(data, key, size=state.size + 1, leaf_hashes=longer)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        pytest.param(lambda data, key: data[:40] + bytes([data[40] ^ 1]) + data[41:], "MAC",
+                     id="bit"),
+        pytest.param(lambda data, key: data[:-1], "MAC", id="truncated"),
+        pytest.param(lambda data, key: reencoded_state(data, key, generate_private_key()), "MAC",
+                     id="other_key"),
+        pytest.param(lambda data, key: reencoded_state(data, key, last_hash=bytes(32)),
+                     "does not hash to the saved last hash", id="last_hash_not_on_disk"),
+        pytest.param(wrong_leaf, "does not match the blocks", id="leaf_not_in_checkpoint"),
+        pytest.param(one_more_block, "state covers 17 blocks; checkpointed 16",
+                     id="more_than_checkpointed"),
+    ],
+)  # fmt: skip
+def test_a_state_file_that_does_not_check_out_is_not_used(
+    tmp_path: Path,
+    key: Ed25519PrivateKey,
+    damage: Any,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state_path = tmp_path / ledger_module.STATE_FILE_NAME
+    trade_ids = [f"T-{trade:06d}" for trade in range(12)]
+    with open_ledger(tmp_path, key) as ledger:
+        seed_market(ledger)
+        for trade in range(10):
+            ledger.append("fill", fill_payload(trade))
+    with open_ledger(tmp_path, key) as ledger:
+        assert ledger.opened_from_state == 16
+        view = ledger_view(ledger, trade_ids)
+    state_path.write_bytes(damage(state_path.read_bytes(), key))
+    with open_ledger(tmp_path, key) as reopened:
+        assert reopened.opened_from_state == 0  # rebuilt from every block instead
+        assert ledger_view(reopened, trade_ids) == view
+    assert reason in caplog.text
+
+
+def test_the_checkpointer_saves_the_state_so_a_crash_scans_only_the_rest(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    ledger = open_ledger(tmp_path / "live", key, checkpoint_every_blocks=4, state_every_blocks=8)
+    try:
+        seed_market(ledger)
+        for trade in range(30):
+            ledger.append("fill", fill_payload(trade))
+        ledger.flush()
+        deadline = time.monotonic() + 10
+        while ledger._state_size < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        saved = ledger._state_size
+        assert 8 <= saved <= ledger.durable_count
+        # A copy of the directory while the ledger is still open is what a crash leaves.
+        shutil.copytree(tmp_path / "live", tmp_path / "crashed")
+        view = ledger_view(ledger, [f"T-{trade:06d}" for trade in range(30)])
+    finally:
+        ledger.close()
+    with open_ledger(tmp_path / "crashed", key) as recovered:
+        assert recovered.opened_from_state >= saved
+        assert ledger_view(recovered, [f"T-{trade:06d}" for trade in range(30)]) == view
