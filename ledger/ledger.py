@@ -352,6 +352,47 @@ class _ProcessSigner:
 
 
 # --------------------------------------------------------------------------------------------
+# Fill deltas for the append hot path
+
+
+_make_delta = tuple.__new__  # Delta(...) without the named tuple's Python-level __new__
+
+
+def _fill_deltas(payload: Mapping[str, Any]) -> tuple[Delta, ...]:
+    """``blocks.fill_deltas(payload)`` -- the fill's DvP + fee deltas -- built in half the time.
+
+    The same five candidate entries, zero amounts dropped, sorted. This is safe to keep beside
+    block.py's rule: ``validate_and_encode`` recomputes ``fill_deltas`` and refuses the block
+    (``block.not_dvp``) if the two ever differ, so a divergence could only refuse a block,
+    never admit a wrong one; a property test keeps them equal. Raises ``KeyError`` or
+    ``TypeError`` for a malformed payload, as ``fill_deltas`` does.
+    """
+    amount, buyer_fee, seller_fee = (
+        payload["settlement_amount"],
+        payload["buyer_fee"],
+        payload["seller_fee"],
+    )
+    buyer, seller, instrument, qty = (
+        payload["buyer"],
+        payload["seller"],
+        payload["instrument"],
+        payload["qty"],
+    )
+    cash = blocks.CASH_ASSET
+    deltas = [
+        _make_delta(Delta, (buyer, cash, -(amount + buyer_fee))),
+        _make_delta(Delta, (seller, cash, amount - seller_fee)),
+        _make_delta(Delta, (blocks.FEE_ACCOUNT, cash, buyer_fee + seller_fee)),
+        _make_delta(Delta, (buyer, instrument, qty)),
+        _make_delta(Delta, (seller, instrument, -qty)),
+    ]
+    if not (deltas[0][2] and deltas[1][2] and deltas[2][2] and qty):  # rare: a zero entry
+        deltas = [delta for delta in deltas if delta[2]]
+    deltas.sort()
+    return tuple(deltas)
+
+
+# --------------------------------------------------------------------------------------------
 # Fast block scan for opening
 
 
@@ -1095,7 +1136,7 @@ class Ledger:
         if deltas is None:
             try:
                 if kind == "fill":
-                    return blocks.fill_deltas(payload)
+                    return _fill_deltas(payload)
                 if kind == "deposit":
                     return blocks.deposit_deltas(
                         payload["account"], payload["asset"], payload["amount"], payload["source"]

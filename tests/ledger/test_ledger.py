@@ -15,7 +15,10 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ledger import block as blocks
 from ledger import ledger as ledger_module
 from ledger.block import verify_block_signature
 from ledger.checkpoint import parse_checkpoint, verify_checkpoint
@@ -729,3 +732,25 @@ def test_the_checkpointer_saves_the_state_so_a_crash_scans_only_the_rest(
     with open_ledger(tmp_path / "crashed", key) as recovered:
         assert recovered.opened_from_state >= saved
         assert ledger_view(recovered, [f"T-{trade:06d}" for trade in range(30)]) == view
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    amount=st.integers(-(10**12), 10**12),
+    buyer_fee=st.integers(-1000, 1000),
+    seller_fee=st.integers(-1000, 1000),
+    qty=st.integers(-5, 5),
+    names=st.lists(st.sampled_from(["P-A", "P-B", "P-Z", "venue:fees", "a", "Z9", "CNY"]),
+                   min_size=3, max_size=3),
+)  # fmt: skip
+def test_the_fast_fill_deltas_equal_block_fill_deltas(
+    amount: int, buyer_fee: int, seller_fee: int, qty: int, names: list[str]
+) -> None:
+    """The append hot path's derivation is block.py's DvP rule, zeros and ties included."""
+    buyer, seller, instrument = names
+    payload = {**fill_payload(1, buyer=buyer, seller=seller, qty=qty, amount=amount,
+                              buyer_fee=buyer_fee, seller_fee=seller_fee),
+               "instrument": instrument}  # fmt: skip
+    fast = ledger_module._fill_deltas(payload)
+    assert fast == blocks.fill_deltas(payload)
+    assert all(type(delta) is blocks.Delta for delta in fast)
