@@ -31,13 +31,15 @@ import sys
 import threading
 import time
 import warnings
-from collections import defaultdict
+from bisect import bisect_right
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from hashlib import sha256
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -48,13 +50,14 @@ from ledger.block import (
     BlockError,
     SignedBlock,
     check_block_rules,
+    check_fill_record,
     decode_signed_block,
 )
 from ledger.checkpoint import Checkpoint, CheckpointError, parse_checkpoint, verify_checkpoint
-from ledger.hasher import leaf_hash
+from ledger.hasher import EMPTY_ROOT, LEAF_PREFIX, leaf_hash, node_hash
 from ledger.keys import KeyFileError, key_id, load_public_key, public_key_from_text
 from ledger.ledger import BLOCKS_DIRECTORY, CHECKPOINTS_DIRECTORY
-from ledger.proof import CompactRange, MerkleTree, ProofError, verify_consistency
+from ledger.proof import MerkleTree, ProofError, verify_consistency
 from ledger.receipt import ReceiptError, build_receipt, receipt_to_json, verify_receipt
 from ledger.recordlog import LogScanner
 
@@ -188,34 +191,22 @@ class _Stop(Exception):
         self.message = message
 
 
-def _check_records(
-    task: tuple[list[bytes], dict[str, bytes], bool],
-) -> list[tuple[Any, ...]]:
-    """Decode, validate and signature-check a run of block records (runs in a worker).
+def _check_records(task: tuple[list[bytes], dict[str, bytes]]) -> list[tuple[Any, ...]]:
+    """The reference per-block check of a run of records, for ``_Verifier.block``.
 
     ``task`` is (records, {key id: raw public key} of every key the chain introduced up to the
-    end of this run, whether the result will be pickled). Returns one tuple per record:
-    either ``("error", code, message)`` or ``("ok", height, prev_hash, block_hash, kind,
-    key_id, deltas, introduced_key, trade_id, signature_ok, genesis_origin)``. The signature
-    is checked against the key the block *names*; whether that key is the one in force is
-    decided by the sequential pass.
+    end of the run). Returns one tuple per record: either ``("error", code, message)`` or
+    ``("ok", height, prev_hash, block_hash, kind, key_id, deltas, introduced_key, trade_id,
+    signature_ok, genesis_origin)``. The signature is checked against the key the block
+    *names*; whether that key is the one in force is decided by the sequential pass.
 
-    Processes or threads? ``Ed25519PublicKey.verify`` releases the GIL and is ~75% of the
-    CPU per block, so threads need less CPU in total (no pickling): 20,019-block ledger, CPU
-    per block in one run, inline 199.7 us, threads 201.7 us, processes 235.3 us (17.5 main +
-    217.8 workers). But on idle cores processes finish first: the Python part of every block
-    (decode + rules, ~25-30 us) holds the GIL, and a thread coming back from a signature
-    check waits for it. Wall clock, 50,019 blocks, 2 workers, the two quietest runs on the
-    shared 2-core box (load 1.3-1.6): processes 11,819/s and 11,056/s, threads 8,033/s and
-    8,843/s. When the machine is saturated by other work they tie. Hence processes by default.
+    Only replays use it (``_Verifier.replay``): a chunk in which the fast pass found anything
+    wrong is re-checked block by block, so the first bad height and its message come from
+    this plain, obviously-ordered code.
     """
-    records, raw_keys, for_pickle = task
+    records, raw_keys = task
     keys = {kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in raw_keys.items()}
     results: list[tuple[Any, ...]] = []
-    # For a worker process: accounts, assets and key ids repeat in every block; mapping each to
-    # one shared object lets pickle send it once per chunk instead of once per block (about
-    # halves the result size). Threads share memory, so they skip this.
-    shared: dict[Any, Any] = {}
     for record in records:
         try:
             signed = decode_signed_block(record)
@@ -245,13 +236,8 @@ def _check_records(
                 block.prev_hash,
                 signed.block_hash,
                 block.kind,
-                shared.setdefault(block.key_id, block.key_id) if for_pickle else block.key_id,
-                [
-                    (shared.setdefault(account, account), shared.setdefault(asset, asset), amount)
-                    for account, asset, amount in block.deltas
-                ]
-                if for_pickle
-                else block.deltas,
+                block.key_id,
+                block.deltas,
                 introduced,
                 payload["trade_id"] if block.kind == "fill" else None,
                 signature_ok,
@@ -259,6 +245,202 @@ def _check_records(
             )
         )
     return results
+
+
+class _ChunkReport(NamedTuple):
+    """A worker's summary of one chunk of consecutive records, checked as a whole.
+
+    ``clean`` is False if any record broke a rule the worker can see (then the rest is not
+    meaningful and the chunk is replayed). Otherwise every record decoded strictly, passed its
+    kind's rules, sits at its height, links to the one before, names the key in force (starting
+    from ``start_key``, following rotations) and carries a valid signature; and the trade ids
+    are distinct. What needs the state before the chunk is left to ``_Verifier.apply_chunk``:
+    the first link, the start key, trade ids seen earlier and the balances, given here per
+    (account, asset) as ``[net change, lowest running change]``. ``subtrees`` are the Merkle
+    subtrees (level, root) that cover the chunk's leaves, left to right.
+    """
+
+    clean: bool
+    start: int
+    count: int
+    start_key: bytes | None
+    end_key: bytes | None
+    first_prev_hash: bytes
+    last_hash: bytes
+    genesis: tuple[bytes, str] | None  # (public key, origin) if the chunk starts the chain
+    trade_ids: list[str]
+    balance_changes: dict[tuple[str, str], list[int]]
+    subtrees: list[tuple[int, bytes]]
+
+
+def _unclean(start: int) -> _ChunkReport:
+    return _ChunkReport(False, start, 0, None, None, b"", b"", None, [], {}, [])
+
+
+def _check_chunk(task: tuple[int, list[bytes], bytes | None]) -> _ChunkReport:
+    """Check a chunk of consecutive block records on its own (runs in a worker).
+
+    ``task`` is (height of the first record, the records, the raw public key in force before
+    the first one, or None at height 0). Fill records take ``check_fill_record``; other kinds
+    and anything it declines take the reference decode + rules. Per block the only Python
+    work left besides that is a few comparisons, one signature check, a leaf hash and the
+    balance summary; the result is one small object per chunk, so inter-process traffic is
+    the records going out and almost nothing coming back.
+    """
+    start, records, start_key = task
+    key_raw = start_key
+    key = Ed25519PublicKey.from_public_bytes(key_raw) if key_raw is not None else None
+    key_id_raw = _raw_key_id(key_raw) if key_raw is not None else None
+    trade_ids: list[str] = []
+    changes: dict[tuple[str, str], list[int]] = {}
+    leaves: list[bytes] = []
+    previous_hash = first_prev_hash = b""
+    genesis = None
+    height = start
+    for record in records:
+        fill = check_fill_record(record)
+        if fill is not None:
+            block_height, prev_hash, block_key_id, block_hash, signature, trade_id, delta_keys, \
+                delta_amounts = fill  # fmt: skip
+            kind = "fill"
+            payload: dict[str, Any] = {}
+        else:
+            try:
+                signed = decode_signed_block(record)
+                check_block_rules(signed.block)
+            except BlockError:
+                return _unclean(start)
+            block = signed.block
+            block_height, prev_hash, block_hash, signature = (
+                block.height, block.prev_hash, signed.block_hash, signed.signature
+            )  # fmt: skip
+            block_key_id = bytes.fromhex(block.key_id)
+            kind, payload = block.kind, block.payload
+            trade_id = payload["trade_id"] if kind == "fill" else None
+            delta_keys = tuple((delta.account, delta.asset) for delta in block.deltas)
+            delta_amounts = tuple(delta.amount for delta in block.deltas)
+        if block_height != height:
+            return _unclean(start)
+        if height == start:
+            first_prev_hash = prev_hash
+        elif prev_hash != previous_hash:
+            return _unclean(start)
+        if (kind == "genesis") != (height == 0):
+            return _unclean(start)
+        if kind == "genesis":  # check_block_rules: it names the key it introduces
+            key_raw = bytes.fromhex(payload["public_key"])
+            key = Ed25519PublicKey.from_public_bytes(key_raw)
+            key_id_raw = block_key_id
+            genesis = (key_raw, payload["origin"])
+        if key is None or block_key_id != key_id_raw:
+            return _unclean(start)
+        try:
+            key.verify(signature, block_hash)
+        except InvalidSignature:
+            return _unclean(start)
+        if trade_id is not None:
+            trade_ids.append(trade_id)
+        for balance_key, amount in zip(delta_keys, delta_amounts, strict=True):
+            entry = changes.get(balance_key)
+            if entry is None:
+                changes[balance_key] = [amount, amount]
+            else:
+                entry[0] += amount
+                if entry[0] < entry[1]:
+                    entry[1] = entry[0]
+        if kind == "key_rotation":
+            new_raw = bytes.fromhex(payload["new_public_key"])
+            if new_raw == key_raw:
+                return _unclean(start)
+            key_raw, key = new_raw, Ed25519PublicKey.from_public_bytes(new_raw)
+            key_id_raw = _raw_key_id(new_raw)
+        leaves.append(sha256(LEAF_PREFIX + block_hash).digest())
+        previous_hash = block_hash
+        height += 1
+    if len(set(trade_ids)) != len(trade_ids):
+        return _unclean(start)
+    return _ChunkReport(
+        True,
+        start,
+        len(records),
+        start_key,
+        key_raw,
+        first_prev_hash,
+        previous_hash,
+        genesis,
+        trade_ids,
+        changes,
+        _aligned_subtrees(start, leaves),
+    )
+
+
+def _raw_key_id(raw_public_key: bytes) -> bytes:
+    """The 8 raw bytes of a key id (``keys.key_id`` is their hex)."""
+    return sha256(raw_public_key).digest()[:8]
+
+
+def _aligned_subtrees(start: int, leaves: list[bytes]) -> list[tuple[int, bytes]]:
+    """Cover leaves ``[start, start + len(leaves))`` with the fewest aligned complete subtrees.
+
+    Returns (level, root) left to right; a subtree of level ``k`` holds ``2**k`` leaves and
+    starts at a multiple of ``2**k``, so ``_MerkleAccumulator.append_subtree`` can take them.
+    """
+    subtrees = []
+    position = 0
+    while position < len(leaves):
+        absolute = start + position
+        size = absolute & -absolute if absolute else 1 << len(leaves).bit_length()
+        while size > len(leaves) - position:
+            size >>= 1
+        level_nodes = leaves[position : position + size]
+        while len(level_nodes) > 1:
+            level_nodes = [
+                node_hash(level_nodes[index], level_nodes[index + 1])
+                for index in range(0, len(level_nodes), 2)
+            ]
+        subtrees.append((size.bit_length() - 1, level_nodes[0]))
+        position += size
+    return subtrees
+
+
+class _MerkleAccumulator:
+    """``proof.CompactRange`` that can also append a whole aligned complete subtree at once.
+
+    Holds (level, root) of the complete subtrees given by the binary digits of ``size``, largest
+    first. Appending a subtree of level ``k`` requires ``size`` to be a multiple of ``2**k``
+    (then every held subtree is at least as large) and merges equal neighbours, exactly as
+    appending its ``2**k`` leaves one by one would. Tested against ``proof.merkle_root``.
+    """
+
+    __slots__ = ("_nodes", "size")
+
+    def __init__(self) -> None:
+        self._nodes: list[tuple[int, bytes]] = []
+        self.size = 0
+
+    def append(self, leaf: bytes) -> None:
+        """Append one leaf hash."""
+        self.append_subtree(0, leaf)
+
+    def append_subtree(self, level: int, root: bytes) -> None:
+        """Append the complete subtree of ``2**level`` leaves with root hash ``root``."""
+        if self.size % (1 << level):
+            raise ValueError(f"a level-{level} subtree cannot start at leaf {self.size}")
+        self.size += 1 << level
+        nodes = self._nodes
+        while nodes and nodes[-1][0] == level:
+            root = node_hash(nodes.pop()[1], root)
+            level += 1
+        nodes.append((level, root))
+
+    def root(self) -> bytes:
+        """Root hash of all leaves so far (``EMPTY_ROOT`` when empty)."""
+        if not self._nodes:
+            return EMPTY_ROOT
+        root = self._nodes[-1][1]
+        for _, left in reversed(self._nodes[:-1]):
+            root = node_hash(left, root)
+        return root
 
 
 class _Verifier:
@@ -274,7 +456,7 @@ class _Verifier:
         self.origin: str | None = None
         self.balances: dict[tuple[str, str], int] = {}
         self.trade_ids: set[str] = set()
-        self.tree = CompactRange()
+        self.tree = _MerkleAccumulator()
         self.notes = notes
         self.parsed: list[tuple[int, str, int]] = []  # (size, note, checkpoint number)
         for number, note in enumerate(notes):
@@ -285,6 +467,63 @@ class _Verifier:
             self.parsed.append((checkpoint.size, note, number))
         self.parsed.sort(key=lambda entry: (entry[0], entry[2]))
         self.next_checkpoint = 0
+
+    def checkpoint_sizes(self) -> list[int]:
+        """The distinct sizes of the stored checkpoints, ascending (chunks end there)."""
+        return sorted({size for size, _, _ in self.parsed if size > 0})
+
+    def apply_chunk(
+        self, report: _ChunkReport, records: list[bytes], keys: dict[str, bytes]
+    ) -> None:
+        """Apply a worker's chunk summary, or replay the chunk if anything does not fit.
+
+        A clean report that continues the chain (start height, link, key in force), settles no
+        trade id twice and leaves no non-``external:`` balance negative is applied in one step:
+        balances by their net change, the Merkle subtrees, then the checkpoints the chunk
+        completes (chunks end at checkpoint sizes). Anything else is replayed block by block
+        through the reference path, which raises ``_Stop`` at the first bad height.
+        """
+        if not self._fits(report):
+            self.replay(records, keys)
+            return
+        balances = self.balances
+        for balance_key, (net, _) in report.balance_changes.items():
+            balances[balance_key] = balances.get(balance_key, 0) + net
+        self.trade_ids.update(report.trade_ids)
+        if report.genesis is not None:
+            self.genesis_key, self.origin = report.genesis
+        if report.end_key != self.current_key:
+            assert report.end_key is not None
+            self.current_key = report.end_key
+            self.current_key_id = key_id(report.end_key)
+        self.previous_hash = report.last_hash
+        for level, root in report.subtrees:
+            self.tree.append_subtree(level, root)
+        self.count += report.count
+        self._check_checkpoints_at(self.count)
+
+    def _fits(self, report: _ChunkReport) -> bool:
+        """Whether a chunk summary can be applied as a whole (see ``apply_chunk``)."""
+        if not (
+            report.clean
+            and report.start == self.count
+            and report.start_key == self.current_key
+            and (report.start == 0 or report.first_prev_hash == self.previous_hash)
+            and self.trade_ids.isdisjoint(report.trade_ids)
+        ):
+            return False
+        if report.genesis is not None and self.pinned_key not in (None, report.genesis[0]):
+            return False
+        balances = self.balances
+        return all(
+            balances.get(balance_key, 0) + lowest >= 0 or balance_key[0].startswith(EXTERNAL_PREFIX)
+            for balance_key, (_, lowest) in report.balance_changes.items()
+        )
+
+    def replay(self, records: list[bytes], keys: dict[str, bytes]) -> None:
+        """Check records one by one with the reference path (``_check_records``)."""
+        for entry in _check_records((records, keys)):
+            self.block(entry)
 
     def block(self, result: tuple[Any, ...]) -> None:
         height = self.count
@@ -377,21 +616,22 @@ class _Verifier:
             )
 
 
-def _key_table_update(record: bytes, table: dict[str, bytes]) -> None:
-    """Add the key a genesis or key-rotation record introduces to ``table`` (best effort).
+def _key_table_update(record: bytes, table: dict[str, bytes]) -> bytes | None:
+    """Add the key a genesis or key-rotation record introduces to ``table`` and return it.
 
-    Runs in the main process on the rare key blocks only (spotted by the kind byte), so workers
-    get every key the chain has introduced so far; a damaged record is simply skipped here and
-    reported by the worker that decodes it.
+    Best effort, in the reading loop, on the rare key blocks only (spotted by the kind byte): a
+    damaged record is skipped here (None) and reported by the check that decodes it.
     """
     try:
         block = decode_signed_block(record).block
         field_name = "public_key" if block.kind == "genesis" else "new_public_key"
         raw = bytes.fromhex(block.payload[field_name])
     except (BlockError, KeyError, TypeError, ValueError):
-        return
-    if len(raw) == 32:
-        table[key_id(raw)] = raw
+        return None
+    if len(raw) != 32:
+        return None
+    table[key_id(raw)] = raw
+    return raw
 
 
 def verify_ledger(
@@ -401,6 +641,7 @@ def verify_ledger(
     executor: str = "process",
     pinned_key: Ed25519PublicKey | bytes | None = None,
     progress: Callable[[int], None] | None = None,
+    chunk_records: int = CHUNK_RECORDS,
 ) -> VerifyResult:
     """Verify the whole ledger of ``data_dir`` and report the first problem, never raising one.
 
@@ -408,7 +649,8 @@ def verify_ledger(
     or ``"thread"``. ``pinned_key`` (the venue's
     public key from an independent source) must equal the genesis key; without it the genesis
     key is trusted and reported. ``progress`` is called with the number of blocks checked.
-    Raises only ``AuditUsageError`` (no ledger there).
+    ``chunk_records`` is the most records a worker checks as one task. Raises only
+    ``AuditUsageError`` (no ledger there).
     """
     if executor not in ("thread", "process"):
         raise ValueError(f"executor must be 'thread' or 'process', not {executor!r}")
@@ -430,7 +672,7 @@ def verify_ledger(
         if checkpoint_problem is not None:
             raise _Stop(None, "audit.bad_checkpoint", checkpoint_problem)
         scanner = LogScanner(directory / BLOCKS_DIRECTORY)
-        _run_pipeline(scanner, verifier, workers, mode, progress)
+        _run_pipeline(scanner, verifier, workers, mode, progress, chunk_records)
         problem = scanner.problem
         if problem is not None and not problem.is_torn_tail:
             raise _Stop(problem.record_number, "audit.bad_record", problem.describe())
@@ -462,45 +704,57 @@ def _run_pipeline(
     workers: int,
     mode: str,
     progress: Callable[[int], None] | None,
+    chunk_records: int,
 ) -> None:
-    """Feed record chunks to workers in order and apply their results sequentially.
+    """Feed record chunks to workers in order and apply their summaries sequentially.
 
-    At most ``2 * workers + 1`` chunks are in flight, so memory stays bounded for any size.
-    Stops at the first problem (``_Stop``), cancelling what is still queued.
+    Chunks hold up to ``chunk_records`` records and also end at every stored checkpoint's size,
+    so each checkpoint is checked against the tree exactly when it is complete. The reading
+    loop notes the key each chunk starts under from the rare genesis and key-rotation records
+    (spotted by their kind byte), so workers can check signatures without waiting for earlier
+    chunks; ``_Verifier.apply_chunk`` confirms that key against the verified chain. At most
+    ``2 * workers + 1`` chunks are in flight, so memory stays bounded for any size. Stops at
+    the first problem (``_Stop``), cancelling what is still queued.
     """
     key_table: dict[str, bytes] = {}
     yield_gil = mode == "thread"
+    boundaries = verifier.checkpoint_sizes()
 
-    for_pickle = mode == "process"
+    def chunk_size(start: int) -> int:
+        """Records in the chunk starting at height ``start``: up to the next checkpoint size."""
+        following = bisect_right(boundaries, start)
+        if following == len(boundaries):
+            return chunk_records
+        return min(chunk_records, boundaries[following] - start)
 
-    def chunks() -> Iterator[tuple[list[bytes], dict[str, bytes], bool]]:
+    def chunks() -> Iterator[tuple[tuple[int, list[bytes], bytes | None], dict[str, bytes]]]:
+        start, start_key, key_in_force = 0, None, None
+        limit = chunk_size(0)
         chunk: list[bytes] = []
         for record in scanner:
             payload = record.payload
             if len(payload) > _KIND_BYTE and payload[_KIND_BYTE] in _KEY_BLOCK_CODES:
-                _key_table_update(payload, key_table)
+                key_in_force = _key_table_update(payload, key_table) or key_in_force
             chunk.append(payload)
             if yield_gil and len(chunk) % YIELD_EVERY == 0:
-                time.sleep(0)  # see consume(): keep verifier threads from waiting on the GIL
-            if len(chunk) == CHUNK_RECORDS:
-                yield chunk, dict(key_table), for_pickle
-                chunk = []
+                time.sleep(0)  # let worker threads back in (they wait on the GIL otherwise)
+            if len(chunk) == limit:
+                yield (start, chunk, start_key), dict(key_table)
+                start += limit
+                start_key, chunk, limit = key_in_force, [], chunk_size(start)
         if chunk:
-            yield chunk, dict(key_table), for_pickle
+            yield (start, chunk, start_key), dict(key_table)
 
-    def consume(results: list[tuple[Any, ...]]) -> None:
-        for index, entry in enumerate(results):
-            verifier.block(entry)
-            if yield_gil and index % YIELD_EVERY == YIELD_EVERY - 1:
-                # Let worker threads back in: one that finished a signature check waits for the
-                # GIL, and would otherwise wait out the 5 ms switch interval each time.
-                time.sleep(0)
+    def apply(
+        report: _ChunkReport, task: tuple[int, list[bytes], bytes | None], keys: dict[str, bytes]
+    ) -> None:
+        verifier.apply_chunk(report, task[1], keys)
         if progress is not None:
             progress(verifier.count)
 
     if mode == "inline":
-        for task in chunks():
-            consume(_check_records(task))
+        for task, keys in chunks():
+            apply(_check_chunk(task), task, keys)
         return
     pool: Executor
     if mode == "process":
@@ -512,16 +766,20 @@ def _run_pipeline(
         )
     else:
         pool = ThreadPoolExecutor(max_workers=workers)
-    pending: list[Future[list[tuple[Any, ...]]]] = []
+    pending: deque[
+        tuple[Future[_ChunkReport], tuple[int, list[bytes], bytes | None], dict[str, bytes]]
+    ] = deque()
     try:
-        for task in chunks():
-            pending.append(pool.submit(_check_records, task))
+        for task, keys in chunks():
+            pending.append((pool.submit(_check_chunk, task), task, keys))
             while len(pending) > 2 * workers:
-                consume(pending.pop(0).result())
+                future, done_task, done_keys = pending.popleft()
+                apply(future.result(), done_task, done_keys)
         while pending:
-            consume(pending.pop(0).result())
+            future, done_task, done_keys = pending.popleft()
+            apply(future.result(), done_task, done_keys)
     finally:
-        for future in pending:
+        for future, _, _ in pending:
             future.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
 
