@@ -12,11 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ledger.audit import main, segment_pair, verify_ledger
+from ledger.audit import _aligned_subtrees, _MerkleAccumulator, main, segment_pair, verify_ledger
 from ledger.block import decode_signed_block
+from ledger.hasher import leaf_hash
 from ledger.keys import generate_private_key, public_key_to_text
 from ledger.ledger import Ledger
+from ledger.proof import merkle_root
 from ledger.recordlog import LogScanner, frame_record
 from tests.ledger.test_tamper import (
     INSTRUMENTS,
@@ -104,9 +108,12 @@ def test_parallel_verify_agrees_with_inline(
         + frame_record(bytes(changed))
         + data[record.offset + 8 + len(changed) :]
     )
-    result = verify_ledger(copy, workers=2, executor=executor)
-    assert not result.ok and result.first_bad_height == 70
-    assert result.problem_code == "block.bad_signature"
+    for chunk in (1024, 16):
+        result = verify_ledger(copy, workers=2, executor=executor, chunk_records=chunk)
+        assert not result.ok and result.first_bad_height == 70
+        assert result.problem_code == "block.bad_signature"
+    small = verify_ledger(built.data_dir, workers=2, executor=executor, chunk_records=16)
+    assert small.ok and (small.root_hash, small.balances) == (inline.root_hash, inline.balances)
 
 
 @pytest.mark.parametrize(
@@ -379,3 +386,26 @@ def test_an_incomplete_last_checkpoint_is_skipped_with_a_warning(
     data[records[0].offset + 12] ^= 1
     path.write_bytes(bytes(data))
     assert run("verify", "--data-dir", str(copy))[0] == 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(pieces=st.lists(st.integers(1, 70), max_size=8))
+def test_chunk_subtrees_accumulate_to_the_reference_root(pieces: list[int]) -> None:
+    """Chunks of any lengths, as aligned subtrees, give MTH of every prefix (RFC 6962)."""
+    leaves = [leaf_hash(number.to_bytes(4, "big")) for number in range(sum(pieces))]
+    accumulator = _MerkleAccumulator()
+    assert accumulator.root() == merkle_root([])
+    start = 0
+    for length in pieces:
+        for level, root in _aligned_subtrees(start, leaves[start : start + length]):
+            assert accumulator.size % (1 << level) == 0  # aligned where it lands
+            accumulator.append_subtree(level, root)
+        start += length
+        assert (accumulator.size, accumulator.root()) == (start, merkle_root(leaves[:start]))
+    one_by_one = _MerkleAccumulator()
+    for leaf in leaves:
+        one_by_one.append(leaf)
+    assert one_by_one.root() == accumulator.root()
+    if accumulator.size % 2:
+        with pytest.raises(ValueError):
+            accumulator.append_subtree(1, leaves[0])

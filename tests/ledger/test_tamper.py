@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.audit import verify_ledger
-from ledger.block import HEADER, KINDS, Block, Signer, decode_signed_block
+from ledger.block import HEADER, KINDS, Block, Signer, decode_signed_block, deposit_deltas
 from ledger.checkpoint import make_checkpoint, parse_checkpoint, sign_checkpoint
 from ledger.keys import generate_private_key
 from ledger.ledger import Ledger
@@ -210,13 +210,24 @@ def sample_offsets(start: int, end: int, rng: random.Random, count: int) -> list
     return sorted(set(picks))
 
 
+SMALL_CHUNK = 7  # records per chunk in the second run: chunk edges fall all over the ledger
+
+
 def assert_fails_at(data_dir: Path, height: int, what: str) -> None:
+    """Verify fails at ``height``, the same way whether the damage is inside a chunk of
+    the default size or near the edge of small chunks (chunks are checked as a whole first)."""
     result = verify_ledger(data_dir, workers=1)
     assert not result.ok, f"{what}: verify passed"
     assert result.first_bad_height == height, (
         f"{what}: reported height {result.first_bad_height} ({result.problem_code}: "
         f"{result.problem}), expected {height}"
     )
+    small = verify_ledger(data_dir, workers=1, chunk_records=SMALL_CHUNK)
+    assert (small.first_bad_height, small.problem_code, small.problem) == (
+        result.first_bad_height,
+        result.problem_code,
+        result.problem,
+    ), f"{what}: chunks of {SMALL_CHUNK} disagree"
 
 
 def test_the_built_ledger_is_mixed_large_and_verifies(built: BuiltLedger) -> None:
@@ -425,31 +436,103 @@ def test_a_checkpoint_from_another_origin_fails(working: BuiltLedger) -> None:
     assert "origin" in (result.problem or "")
 
 
-def test_a_validly_signed_overdraft_fails_at_its_height(working: BuiltLedger) -> None:
-    """Even a block signed by the venue key is refused by the audit if it overdraws."""
+def append_signed_blocks(working: BuiltLedger, blocks: list[tuple[str, dict]]) -> int:
+    """Append validly signed, correctly linked blocks (kind, payload) with the key in force;
+    returns the height of the first one."""
     from hashlib import sha256
 
-    from ledger.block import withdrawal_deltas
+    from ledger.block import fill_deltas, validate_block, withdrawal_deltas
 
-    records = locate_records(working.data_dir)
-    last = records[-1]
-    last_signed = decode_signed_block(last.payload)
+    last = locate_records(working.data_dir)[-1]
+    previous = decode_signed_block(last.payload)
     signer = Signer(working.second_key)  # the key in force at the end
-    payload = {
-        "account": "P-EX2",
-        "asset": INSTRUMENTS[0],
-        "amount": 10**9,  # far more units than P-EX2 holds
-        "destination": "external:issuer",
-    }
-    deltas = withdrawal_deltas("P-EX2", INSTRUMENTS[0], 10**9, "external:issuer")
-    block = Block(
-        last.height + 1, last_signed.block_hash, last_signed.block.timestamp_ns, "withdrawal",
-        signer.key_id, payload, deltas,
-    )  # fmt: skip
-    encoded = block.encode()
-    record = encoded + signer.sign_hash(sha256(encoded).digest())
-    last.path.write_bytes(last.path.read_bytes() + frame_record(record))
-    for workers, executor in ((1, "process"), (2, "process"), (2, "thread")):
-        result = verify_ledger(working.data_dir, workers=workers, executor=executor)
-        assert not result.ok and result.first_bad_height == last.height + 1
-        assert result.problem_code == "block.negative_balance"
+    frames = []
+    for offset, (kind, payload) in enumerate(blocks, start=1):
+        if kind == "fill":
+            deltas = fill_deltas(payload)
+        elif kind == "withdrawal":
+            deltas = withdrawal_deltas(
+                payload["account"], payload["asset"], payload["amount"], payload["destination"]
+            )
+        else:
+            deltas = deposit_deltas(
+                payload["account"], payload["asset"], payload["amount"], payload["source"]
+            )
+        block = Block(
+            last.height + offset, previous.block_hash, previous.block.timestamp_ns, kind,
+            signer.key_id, payload, deltas,
+        )  # fmt: skip
+        validate_block(block)
+        encoded = block.encode()
+        record = encoded + signer.sign_hash(sha256(encoded).digest())
+        previous = decode_signed_block(record)
+        frames.append(frame_record(record))
+    last.path.write_bytes(last.path.read_bytes() + b"".join(frames))
+    return last.height + 1
+
+
+def assert_every_mode_fails_at(working: BuiltLedger, height: int, code: str) -> None:
+    for workers, executor, chunk in (
+        (1, "process", 1024), (1, "process", 1), (1, "process", SMALL_CHUNK),
+        (2, "process", SMALL_CHUNK), (2, "thread", 1024),
+    ):  # fmt: skip
+        result = verify_ledger(
+            working.data_dir, workers=workers, executor=executor, chunk_records=chunk
+        )
+        assert not result.ok and result.first_bad_height == height, (workers, executor, chunk)
+        assert result.problem_code == code
+
+
+UNITS_WITHDRAWAL = {
+    "account": "P-EX2",
+    "asset": INSTRUMENTS[0],
+    "amount": 10**9,  # far more units than P-EX2 holds
+    "destination": "external:issuer",
+}
+
+
+def test_a_validly_signed_overdraft_fails_at_its_height(working: BuiltLedger) -> None:
+    """Even a block signed by the venue key is refused by the audit if it overdraws."""
+    height = append_signed_blocks(working, [("withdrawal", UNITS_WITHDRAWAL)])
+    assert_every_mode_fails_at(working, height, "block.negative_balance")
+
+
+def test_an_overdraft_made_good_by_the_next_block_still_fails(working: BuiltLedger) -> None:
+    """Within one chunk the account first gains, then overdraws, then is made good: the net
+    change is positive, but the balance went negative in between."""
+    small, large = (
+        {**UNITS_WITHDRAWAL, "amount": amount, "source": "external:issuer"}
+        for amount in (1, 2 * 10**9)
+    )
+    for deposit in (small, large):
+        del deposit["destination"]
+    height = append_signed_blocks(
+        working, [("deposit", small), ("withdrawal", UNITS_WITHDRAWAL), ("deposit", large)]
+    )
+    assert_every_mode_fails_at(working, height + 1, "block.negative_balance")
+
+
+@pytest.mark.parametrize("reused", [0, -1])  # a trade far back, and the one just before
+def test_a_validly_signed_fill_reusing_a_trade_id_fails(working: BuiltLedger, reused: int) -> None:
+    payload = fill_payload(working.trade_ids[reused], INSTRUMENTS[0], "P-IB1", "P-EX1", 5)
+    height = append_signed_blocks(working, [("fill", payload)])
+    assert_every_mode_fails_at(working, height, "audit.duplicate_trade")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, SMALL_CHUNK, 64, 1024])
+def test_every_chunk_size_verifies_the_same_ledger_identically(
+    built: BuiltLedger, chunk: int
+) -> None:
+    reference = verify_ledger(built.data_dir, workers=1)
+    result = verify_ledger(built.data_dir, workers=1, chunk_records=chunk)
+    assert result.ok and reference.ok
+    summary = (result.blocks, result.root_hash, result.current_key_id, result.balances)
+    assert summary == (
+        reference.blocks,
+        reference.root_hash,
+        reference.current_key_id,
+        reference.balances,
+    )
+    records = locate_records(built.data_dir)
+    tree = MerkleTree.from_leaf_hashes(decode_signed_block(r.payload).leaf_hash for r in records)
+    assert result.root_hash == tree.root().hex()
