@@ -520,25 +520,27 @@ def decode_signed_block(record: bytes) -> SignedBlock:
 # Why a regular expression can replace parse + re-encode: the pattern spells out the one
 # canonical text of a fill payload -- every field, in sorted key order, no whitespace; names in
 # quotes drawn from the name alphabet (no quote, backslash, escape or non-ASCII character can
-# occur); integers in canonical decimal (no sign on zero, no leading zero; at most 18 digits, so
-# inside int64, except the timestamp's 19, range-checked after parsing) -- so a match is exactly
-# a payload that json parses to a fill whose canonical re-encoding is the same bytes. Rarer
-# spellings the reference accepts (a 19-digit fee or order id) simply take the reference path.
+# occur); integers in canonical decimal (no sign on zero, no leading zero) and small enough to
+# be inside int64 -- so a match is exactly a payload that json parses to a fill whose canonical
+# re-encoding is the same bytes. Rarer values the reference accepts (a 19-digit fee or order id)
+# simply take the reference path.
 _NAME_RE = rb"[A-Za-z0-9][A-Za-z0-9:._/@\-]{0,127}"
 _SIGNED_RE = rb"0|-?[1-9][0-9]{0,17}"  # 18 digits at most: inside int64 whatever they are
 _UNSIGNED_RE = rb"0|[1-9][0-9]{0,17}"
 _POSITIVE_RE = rb"[1-9][0-9]{0,17}"
-_TIMESTAMP_RE = rb"0|[1-9][0-9]{0,18}"  # nanoseconds since 1970 have 19 digits: range-checked
+# Nanoseconds since 1970 have 19 digits; led by 1-8 they are below 2**63 (a leading 9, after
+# the year 2255, takes the reference path).
+_TIMESTAMP_RE = rb"0|[1-9][0-9]{0,17}|[1-8][0-9]{18}"
 _SEGMENT_RE = rb"interbank|exchange"
 _FACTOR_RE = rb"1000000|[1-9][0-9]{0,5}"  # 1 ... FACTOR_ONE
 # Captured, in order: buyer, buyer_fee, instrument, qty, seller, seller_fee, settlement_amount,
-# timestamp_ns, trade_id; the other fields need no value, only their form.
+# trade_id; the other fields need no value, only their form.
 _FILL_PAYLOAD_PATTERN = re.compile(
     b'\\{"accrued":(?:%(u)s),"aggressor":"(?:buy|sell)","buyer":"(%(n)s)","buyer_fee":(%(s)s),'
     b'"buyer_segment":"(?:%(g)s)","factor":(?:%(f)s),"instrument":"(%(n)s)",'
     b'"maker_order_id":(?:%(s)s|"%(n)s"),"price":(?:%(p)s),"qty":(%(p)s),"seller":"(%(n)s)",'
     b'"seller_fee":(%(s)s),"seller_segment":"(?:%(g)s)","settlement_amount":(%(p)s),'
-    b'"taker_order_id":(?:%(s)s|"%(n)s"),"timestamp_ns":(%(t)s),"trade_id":"(%(n)s)"\\}'
+    b'"taker_order_id":(?:%(s)s|"%(n)s"),"timestamp_ns":(?:%(t)s),"trade_id":"(%(n)s)"\\}'
     % {
         b"u": _UNSIGNED_RE,
         b"s": _SIGNED_RE,
@@ -550,7 +552,8 @@ _FILL_PAYLOAD_PATTERN = re.compile(
     }
 )
 _FILL_KIND_CODE = KINDS.index("fill")
-_HOSTILE_PREFIXES = (EXTERNAL_PREFIX.encode("ascii"), b"venue:")  # not a participant
+_HEADER_SIZE = HEADER.size
+_SHORTEST_FILL_RECORD = HEADER.size + SIGNATURE_SIZE
 
 
 class CheckedFill(NamedTuple):
@@ -588,14 +591,25 @@ class _FillDeltaPlan(NamedTuple):
 
 
 # (buyer, seller, instrument, which of the three cash amounts are non-zero) -> plan. Parties and
-# instruments repeat, so sorting and encoding happen once per combination; bounded like the name
-# caches so hostile input cannot grow it forever.
+# instruments repeat, so sorting, encoding and the party checks happen once per combination: a
+# plan exists only for distinct participant parties and a non-cash instrument. Bounded like the
+# name caches so hostile input cannot grow it forever.
 _FILL_DELTA_PLANS: dict[tuple[bytes, bytes, bytes, bool, bool, bool], _FillDeltaPlan] = {}
 _PLAN_LIMIT = 10_000
 
 
-def _fill_delta_plan(plan_key: tuple[bytes, bytes, bytes, bool, bool, bool]) -> _FillDeltaPlan:
+def _fill_delta_plan(
+    plan_key: tuple[bytes, bytes, bytes, bool, bool, bool],
+) -> _FillDeltaPlan | None:
+    """The plan for ``plan_key``, or None if the parties or instrument break the fill schema."""
     buyer, seller, instrument = (name.decode("ascii") for name in plan_key[:3])
+    if (
+        instrument == CASH_ASSET
+        or buyer == seller
+        or buyer.startswith((EXTERNAL_PREFIX, "venue:"))
+        or seller.startswith((EXTERNAL_PREFIX, "venue:"))
+    ):
+        return None
     keys = [
         (buyer, CASH_ASSET),
         (seller, CASH_ASSET),
@@ -628,40 +642,29 @@ def check_fill_record(record: bytes) -> CheckedFill | None:
     another kind, or anything unusual or wrong -- the caller runs the reference path, which
     accepts it or raises the precise ``BlockError``. Never raises for any input bytes.
     """
-    if type(record) is not bytes or len(record) < HEADER.size + SIGNATURE_SIZE:
+    if type(record) is not bytes or len(record) < _SHORTEST_FILL_RECORD:
         return None
     magic, version, kind_code, height, _, prev_hash, raw_key_id, payload_length = (
         HEADER.unpack_from(record, 0)
     )
     if magic != MAGIC or version != FORMAT_VERSION or kind_code != _FILL_KIND_CODE:
         return None
-    payload_end = HEADER.size + payload_length
+    payload_end = _HEADER_SIZE + payload_length
     end = len(record) - SIGNATURE_SIZE
     if payload_end > end:
         return None
-    match = _FILL_PAYLOAD_PATTERN.fullmatch(record, HEADER.size, payload_end)
+    match = _FILL_PAYLOAD_PATTERN.fullmatch(record, _HEADER_SIZE, payload_end)
     if match is None:
         return None
-    buyer, buyer_fee, instrument, qty, seller, seller_fee, amount, timestamp_ns, trade_id = (
-        match.groups()
-    )
-    # The pattern pins signs and the factor's range; its 18-digit numbers stay inside int64, so
-    # only the 19-digit timestamp needs a range check.
-    if len(timestamp_ns) == 19 and int(timestamp_ns) > INT64_MAX:
-        return None
-    if (
-        instrument == b"CNY"
-        or buyer == seller
-        or buyer.startswith(_HOSTILE_PREFIXES)
-        or seller.startswith(_HOSTILE_PREFIXES)
-    ):
-        return None
+    buyer, buyer_fee, instrument, qty, seller, seller_fee, amount, trade_id = match.groups()
     amount, buyer_fee, seller_fee, qty = int(amount), int(buyer_fee), int(seller_fee), int(qty)
     buyer_cash = -(amount + buyer_fee)
     seller_cash, fees = amount - seller_fee, buyer_fee + seller_fee
     slot_amounts = (buyer_cash, seller_cash, fees, qty, -qty)
     plan_key = (buyer, seller, instrument, buyer_cash != 0, seller_cash != 0, fees != 0)
     plan = _FILL_DELTA_PLANS.get(plan_key) or _fill_delta_plan(plan_key)
+    if plan is None:
+        return None
     # The exact deltas of fill_deltas must fill the record up to the signature: that checks
     # delta form, order, non-zero amounts and the DvP rule at once. (An expected amount outside
     # int64 can never equal an unpacked one.)
