@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import os
 import random
@@ -448,3 +449,67 @@ def test_a_torn_tail_below_the_required_count_is_refused_untouched(tmp_path: Pat
     with pytest.raises(RecordLogCorruptError) as short:
         RecordLog.open(tmp_path, required_records=8)
     assert short.value.problem.kind == "records_missing"
+
+
+# ---- AppendHandle: a Future whose condition and lists are created on first use -----------
+
+
+def test_a_handle_behaves_as_a_future_for_waiters_callbacks_and_asyncio() -> None:
+    waiting = AppendHandle(3)
+    results: list[object] = []
+    waiter = threading.Thread(target=lambda: results.append(waiting.result(5)))
+    waiter.start()
+    early: list[int] = []
+    waiting.add_done_callback(lambda done: early.append(done.result()))
+    assert not waiting.done() and waiting.record_number == 3
+    waiting.set_result(3)
+    waiter.join(5)
+    late: list[int] = []
+    waiting.add_done_callback(lambda done: late.append(done.result()))
+    assert results == [3] and early == [3] and late == [3]
+
+    failing = AppendHandle(4)
+    failing.set_exception(RecordLogFailedError("disk gone"))
+    with pytest.raises(RecordLogFailedError):
+        failing.result(1)
+
+    pending = [AppendHandle(number) for number in range(5)]
+    threading.Timer(0.01, lambda: [handle.set_result(0) for handle in pending]).start()
+    done, not_done = concurrent.futures.wait(pending, timeout=5)
+    assert len(done) == 5 and not not_done
+    assert len(list(concurrent.futures.as_completed(pending, timeout=5))) == 5
+
+    async def awaited() -> int:
+        handle = AppendHandle(7)
+        asyncio.get_running_loop().call_later(0.01, handle.set_result, 7)
+        return await asyncio.wrap_future(handle)
+
+    assert asyncio.run(awaited()) == 7
+
+
+def first_uses(handle: AppendHandle, threads: int) -> list[object]:
+    """Touch the handle's condition and waiter list from ``threads`` threads at once."""
+    seen: list[object] = []
+    barrier = threading.Barrier(threads)
+
+    def first_use() -> None:
+        barrier.wait(5)
+        seen.append(handle._condition)
+        seen.append(handle._waiters)
+
+    workers = [threading.Thread(target=first_use) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(5)
+    return seen
+
+
+def test_a_handle_creates_one_condition_however_many_threads_reach_for_it() -> None:
+    for _ in range(20):
+        handle = AppendHandle(0)
+        assert handle._lazy_condition is None  # nothing created until first use
+        seen = first_uses(handle, 8)
+        assert len(seen) == 16
+        assert len({id(item) for item in seen[::2]}) == 1
+        assert len({id(item) for item in seen[1::2]}) == 1
