@@ -42,8 +42,13 @@ def fill(round_number: int, sequence: int) -> dict[str, object]:
 
 def main() -> None:
     directory, key_file, round_number = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    # A state file every 100 blocks, so that kills also land during state saves.
     ledger = Ledger.open(
-        directory, load_private_key(key_file), checkpoint_every_blocks=50, checkpoint_every_ms=20
+        directory,
+        load_private_key(key_file),
+        checkpoint_every_blocks=50,
+        checkpoint_every_ms=20,
+        state_every_blocks=100,
     )
     if ledger.height == 0:
         ledger.append("deposit", {"account": "P-BUY", "asset": "CNY", "amount": 10**15,

@@ -17,7 +17,7 @@ from ledger.audit import verify_ledger
 from ledger.block import verify_block_signature
 from ledger.checkpoint import parse_checkpoint
 from ledger.keys import generate_private_key, save_private_key
-from ledger.ledger import BLOCKS_DIRECTORY, CHECKPOINTS_DIRECTORY, Ledger
+from ledger.ledger import BLOCKS_DIRECTORY, CHECKPOINTS_DIRECTORY, STATE_FILE_NAME, Ledger
 from ledger.recordlog import LogScanner
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -80,6 +80,9 @@ def test_sigkilled_writer_loses_no_block_it_reported_durable(tmp_path: Path) -> 
         reported += printed
         torn_rounds += tear_unacknowledged_tail(directory, reported[-1][0], rng)
         with Ledger.open(directory, key, signer="thread") as ledger:
+            if round_number > 0:  # a state file from an earlier round or the killed writer
+                assert ledger.opened_from_state > 0
+            rebuilt = (ledger.durable_count, ledger.root(ledger.durable_count), ledger.balances())
             assert ledger.durable_count > max(height for height, _ in reported)
             for height, trade_id in reported:
                 assert ledger.find_fill(trade_id) == height
@@ -94,6 +97,12 @@ def test_sigkilled_writer_loses_no_block_it_reported_durable(tmp_path: Path) -> 
                 assert previous_hash is None or signed.block.prev_hash == previous_hash
                 previous_hash = signed.block_hash
         verify_with_audit_tool(directory)
+        # Opening from the state file rebuilt exactly what scanning every block does.
+        (directory / STATE_FILE_NAME).unlink()
+        with Ledger.open(directory, key, signer="thread") as scanned:
+            assert scanned.opened_from_state == 0
+            assert (scanned.durable_count, scanned.root(scanned.durable_count),
+                    scanned.balances()) == rebuilt  # fmt: skip
     print(f"{len(reported)} durable blocks reported; {torn_rounds} rounds ended in a torn record")
 
 
