@@ -83,6 +83,7 @@ import threading
 import time
 from array import array
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
@@ -272,6 +273,8 @@ def _raw_private_key(key: Ed25519PrivateKey) -> bytes:
 class _ThreadSigner:
     """Signs in the calling (forwarding) thread; ``sign`` releases the GIL while it runs."""
 
+    parallelism = 1
+
     def __init__(self) -> None:
         self._submitted: list[tuple[Ed25519PrivateKey, list[bytes]]] = []
 
@@ -349,6 +352,49 @@ class _ProcessSigner:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+
+
+class _ProcessSignerPool:
+    """Signing children used in turn: batch ``k`` goes to child ``k mod n``; batches are
+    collected in the order they were submitted, so signatures come back in height order."""
+
+    def __init__(self, children: int) -> None:
+        self._children: list[_ProcessSigner] = []
+        try:
+            for _ in range(children):
+                self._children.append(_ProcessSigner())
+        except BaseException:
+            self.close()
+            raise
+        self._submitted: deque[_ProcessSigner] = deque()
+        self._turn = 0
+
+    @property
+    def parallelism(self) -> int:
+        """How many batches can be signed at once."""
+        return len(self._children)
+
+    def submit(self, key: Ed25519PrivateKey, hashes: list[bytes]) -> None:
+        child = self._children[self._turn]
+        self._turn = (self._turn + 1) % len(self._children)
+        child.submit(key, hashes)
+        self._submitted.append(child)
+
+    def collect(self) -> list[bytes]:
+        return self._submitted.popleft().collect()
+
+    @property
+    def process_ids(self) -> list[int]:
+        return [child.process_id for child in self._children]
+
+    def check_alive(self) -> None:
+        """Raise if any signing process has exited."""
+        for child in self._children:
+            child.check_alive()
+
+    def close(self) -> None:
+        for child in self._children:
+            child.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -643,7 +689,7 @@ class Ledger:
         self._to_sign: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] = []
         self._forwarder_waiting = False  # guarded by _forward_ready
         self._forwarder: threading.Thread | None = None
-        self._signer: _ThreadSigner | _ProcessSigner | None = None
+        self._signer: _ThreadSigner | _ProcessSignerPool | None = None
         # checkpoints
         self._checkpoint_lock = threading.Lock()
         self._checkpoint_wakeup = threading.Condition(threading.Lock())
@@ -667,6 +713,7 @@ class Ledger:
         signer: str = "process",
         segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
         state_every_blocks: int = 50_000,
+        signer_processes: int = 1,
     ) -> Ledger:
         """Open the ledger in ``directory``, creating it with a genesis block if it is new.
 
@@ -713,7 +760,10 @@ class Ledger:
         try:
             ledger._recover(signing_key, venue, origin, covered)
             ledger._adopt_signing_key(signing_key)
-            ledger._signer = _ProcessSigner() if signer == "process" else _ThreadSigner()
+            if signer == "process":
+                ledger._signer = _ProcessSignerPool(signer_processes)
+            else:
+                ledger._signer = _ThreadSigner()
         except BaseException:
             ledger._blocks.close()
             ledger._checkpoints.close()
@@ -1007,7 +1057,13 @@ class Ledger:
     def signer_process_id(self) -> int | None:
         """Process id of the signing child (``signer="process"``), for monitoring; else None."""
         signer = self._signer
-        return signer.process_id if isinstance(signer, _ProcessSigner) else None
+        return signer.process_ids[0] if isinstance(signer, _ProcessSignerPool) else None
+
+    @property
+    def signer_process_ids(self) -> list[int]:
+        """Process ids of every signing child (empty for ``signer="thread"``)."""
+        signer = self._signer
+        return signer.process_ids if isinstance(signer, _ProcessSignerPool) else []
 
     @property
     def signing_key_id(self) -> str:
@@ -1249,8 +1305,10 @@ class Ledger:
 
     def _forward_loop(self) -> None:
         assert self._signer is not None
-        in_flight: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] = []
+        # Batches submitted to the signer and not yet collected, oldest first.
+        in_flight: deque[list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]]] = deque()
         batch: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] = []
+        parallelism = self._signer.parallelism
         try:
             while True:
                 with self._forward_ready:
@@ -1267,17 +1325,22 @@ class Ledger:
                     self._hand_to_log(batch, [key.sign(entry[2]) for entry in batch])
                     batch = []
                     continue
-                # Keep the signer busy: send the next batch before collecting the previous one.
-                if batch:
+                # Keep every signer busy: send the next batch before collecting the oldest one,
+                # which is collected once more batches are out than can be signed at once, or
+                # when nothing new came.
+                submitted = bool(batch)
+                if submitted:
                     self._signer.submit(batch[0][3], [entry[2] for entry in batch])
-                if in_flight:
-                    self._hand_to_log(in_flight, self._signer.collect())
-                in_flight, batch = batch, []
+                    in_flight.append(batch)
+                    batch = []
+                if in_flight and (not submitted or len(in_flight) > parallelism):
+                    self._hand_to_log(in_flight.popleft(), self._signer.collect())
         except BaseException as error:
             self._fail(error)
             assert self._failure is not None
             with self._forward_ready:  # _enqueue fails new handles at once from now on
-                doomed = [entry[0] for entry in (*in_flight, *batch, *self._to_sign)]
+                pending = [entry for flying in in_flight for entry in flying]
+                doomed = [entry[0] for entry in (*pending, *batch, *self._to_sign)]
                 self._to_sign = []
             for handle in doomed:
                 if not handle.done():

@@ -80,7 +80,8 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from concurrent.futures._base import FINISHED as _FUTURE_FINISHED
 from concurrent.futures._base import PENDING as _FUTURE_PENDING
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -403,7 +404,11 @@ class AppendHandle(Future):
     tracks (a Condition holds a lock, a deque and five bound methods); thousands of handles
     are in flight at full load, and carrying those through the collector's older generations
     cost about 5 us per block in collections. Created when something first waits on, adds a
-    callback to or completes the handle, they usually die young.
+    callback to or completes the handle, they usually die young. Completing a handle that
+    nobody waited on or subscribed to creates none of them: with no condition there can be no
+    waiter or callback to tell (both register under the condition), so ``set_result`` and
+    ``set_exception`` only record the outcome -- under the creation lock, so that a waiter
+    arriving at that moment creates the condition after the outcome is set and sees it.
     """
 
     # Class-level defaults: an instance holds none of the three until it is first used.
@@ -426,6 +431,32 @@ class AppendHandle(Future):
                 value = factory()
                 setattr(self, name, value)
             return value
+
+    def set_result(self, result: object) -> None:
+        """``Future.set_result``; without a condition, just record the result (see above)."""
+        with _LAZY_CREATION_LOCK:
+            if self._lazy_condition is None:
+                self._finish_unobserved("_result", result)
+                return
+        super().set_result(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        """``Future.set_exception``; without a condition, just record it (see above)."""
+        with _LAZY_CREATION_LOCK:
+            if self._lazy_condition is None:
+                self._finish_unobserved("_exception", exception)
+                return
+        super().set_exception(exception)
+
+    def _finish_unobserved(self, field: str, value: object) -> None:
+        """Caller holds ``_LAZY_CREATION_LOCK`` and no condition exists."""
+        # cancel() and set_running_or_notify_cancel() go through the condition, so without one
+        # the state is PENDING or FINISHED; a second outcome is refused, as Future does.
+        if self._state == _FUTURE_FINISHED:
+            # (no repr(self) here: Future's repr takes the condition, whose lock we hold)
+            raise InvalidStateError(f"{self._state}: record {self.record_number} already done")
+        setattr(self, field, value)
+        self._state = _FUTURE_FINISHED
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]

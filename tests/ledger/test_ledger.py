@@ -130,12 +130,16 @@ def test_a_new_ledger_starts_with_a_genesis_block_naming_the_key(
         verify_block_signature(genesis, key.public_key())
 
 
-@pytest.mark.parametrize("signer", ["thread", "process"])
+@pytest.mark.parametrize(("signer", "children"), [("thread", 1), ("process", 1), ("process", 2)])
 def test_appended_blocks_are_durable_signed_and_linked(
-    tmp_path: Path, key: Ed25519PrivateKey, signer: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    key: Ed25519PrivateKey,
+    signer: str,
+    children: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ledger_module, "INLINE_SIGN_MAX", 0)  # every block via the signer
-    with open_ledger(tmp_path, key, signer=signer) as ledger:
+    with open_ledger(tmp_path, key, signer=signer, signer_processes=children) as ledger:
         seed_market(ledger)
         handles = [ledger.append("fill", fill_payload(n)) for n in range(40)]
         assert [handle.height for handle in handles] == list(range(6, 46))
@@ -376,12 +380,13 @@ def test_reopen_restores_height_root_balances_index_and_checkpoint(
         assert reopened.block(handle.height).block.prev_hash == reopened.block(state[0]).block_hash
 
 
+@pytest.mark.parametrize("children", [1, 2])
 def test_key_rotation_switches_the_signing_key(
-    tmp_path: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch, children: int
 ) -> None:
-    monkeypatch.setattr(ledger_module, "INLINE_SIGN_MAX", 0)  # the child must switch keys too
+    monkeypatch.setattr(ledger_module, "INLINE_SIGN_MAX", 0)  # the children must switch keys too
     new_key = generate_private_key()
-    with open_ledger(tmp_path, key, signer="process") as ledger:
+    with open_ledger(tmp_path, key, signer="process", signer_processes=children) as ledger:
         seed_market(ledger)
         ledger.append("fill", fill_payload(1))
         rotation = ledger.rotate_key(new_key, reason="scheduled")
@@ -546,15 +551,19 @@ def test_a_fill_that_does_not_conserve_cash_is_refused(ledger: Ledger) -> None:
     assert snapshot(ledger) == before
 
 
-def test_a_dead_signing_process_is_fatal(tmp_path: Path, key: Ed25519PrivateKey) -> None:
-    ledger = open_ledger(tmp_path, key, signer="process")
+@pytest.mark.parametrize("children", [1, 2])
+def test_a_dead_signing_process_is_fatal(
+    tmp_path: Path, key: Ed25519PrivateKey, children: int
+) -> None:
+    ledger = open_ledger(tmp_path, key, signer="process", signer_processes=children)
     seed_market(ledger)
     ledger.flush()
-    child = ledger.signer_process_id
-    assert child is not None
-    os.kill(child, signal.SIGKILL)  # the child holding the key dies
+    assert len(ledger.signer_process_ids) == children
+    os.kill(ledger.signer_process_ids[-1], signal.SIGKILL)  # a child holding the key dies
     for _ in range(5_000):  # until its Popen has reaped it (bounded)
-        if ledger._signer._process.poll() is not None:
+        try:
+            ledger._signer.check_alive()
+        except OSError:
             break
         time.sleep(0.001)
     handles = [ledger.append("fill", fill_payload(n)) for n in range(3)]

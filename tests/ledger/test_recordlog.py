@@ -513,3 +513,35 @@ def test_a_handle_creates_one_condition_however_many_threads_reach_for_it() -> N
         assert len(seen) == 16
         assert len({id(item) for item in seen[::2]}) == 1
         assert len({id(item) for item in seen[1::2]}) == 1
+
+
+def test_a_handle_completed_unobserved_reports_its_outcome_later() -> None:
+    done = AppendHandle(1)
+    done.set_result(1)
+    assert done._lazy_condition is None  # nobody was waiting: nothing was created
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        done.set_result(2)
+    assert done.done() and done.result(0) == 1
+    called: list[int] = []
+    done.add_done_callback(lambda handle: called.append(handle.result()))
+    assert called == [1]
+    failed = AppendHandle(2)
+    failed.set_exception(RecordLogFailedError("disk gone"))
+    assert isinstance(failed.exception(0), RecordLogFailedError)
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        failed.set_result(2)
+    cancelled = AppendHandle(3)
+    assert cancelled.cancel()
+    with pytest.raises(concurrent.futures.InvalidStateError):
+        cancelled.set_result(3)
+
+
+def test_completing_races_with_waiting_without_losing_a_wakeup() -> None:
+    got: list[object] = []
+    for attempt in range(200):
+        handle = AppendHandle(attempt)
+        waiter = threading.Thread(target=lambda handle=handle: got.append(handle.result(5)))
+        waiter.start()
+        handle.set_result(attempt)
+        waiter.join(5)
+    assert got == list(range(200))
