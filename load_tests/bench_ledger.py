@@ -123,12 +123,13 @@ def process_cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def child_cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds so far of a running child process (Linux ``/proc``)."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def children_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds so far of running child processes (Linux ``/proc``)."""
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def fill_payloads(count: int, first_trade: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -222,6 +223,8 @@ def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=3.0)
     parser.add_argument("--baseline-seconds", type=float, default=1.0)
     parser.add_argument("--signer", choices=("process", "thread"), default="process")
+    parser.add_argument("--signer-processes", type=int, default=1,
+                        help="signing children (signer=process)")  # fmt: skip
     parser.add_argument("--directory", help="keep the ledger here instead of a temp dir")
     args = parser.parse_args()
     rng = random.Random(SEED)
@@ -237,17 +240,19 @@ def main() -> None:
         fsync_p50, fsync_p99 = fsync_baseline(Path(args.directory or temporary))
         print(f"baseline: write+fsync of one record p50={fsync_p50:.2f} ms p99={fsync_p99:.2f} ms")
         key = Ed25519PrivateKey.generate()
-        ledger = Ledger.open(directory, key, signer=args.signer)
+        ledger = Ledger.open(
+            directory, key, signer=args.signer, signer_processes=args.signer_processes
+        )
         fund(ledger)
         payloads = fill_payloads(args.blocks, 0, rng)
         gc.freeze()  # the pre-built payloads are the venue's, not the ledger's: see Method
-        signer_pid = ledger.signer_process_id
-        cpu_before = process_cpu_seconds(resource.RUSAGE_SELF), child_cpu_seconds(signer_pid)
+        signer_pids = ledger.signer_process_ids
+        cpu_before = process_cpu_seconds(resource.RUSAGE_SELF), children_cpu_seconds(signer_pids)
         elapsed = throughput(ledger, payloads)
         main_cpu_us = (
             1e6 * (process_cpu_seconds(resource.RUSAGE_SELF) - cpu_before[0]) / args.blocks
         )
-        signer_cpu_us = 1e6 * (child_cpu_seconds(signer_pid) - cpu_before[1]) / args.blocks
+        signer_cpu_us = 1e6 * (children_cpu_seconds(signer_pids) - cpu_before[1]) / args.blocks
         blocks_s = args.blocks / elapsed
         print(f"throughput: {args.blocks} fills durable in {elapsed:.2f} s = {blocks_s:.0f}/s "
               f"(signer={args.signer})")  # fmt: skip
@@ -266,12 +271,12 @@ def main() -> None:
         summary = " ".join(f"{name}={value:.2f}" for name, value in milliseconds.items())
         print(f"latency at {paced_rate:.0f}/s ({paced_count} fills), ms: {summary}")
         ledger.close()
-        if signer_pid is not None:
-            ceiling = 1e6 / max(main_cpu_us, signer_cpu_us)
+        if signer_pids:
+            ceiling = 1e6 / max(main_cpu_us, signer_cpu_us / len(signer_pids))
             print(
                 f"cpu per block: ledger process {main_cpu_us:.1f} us (all threads), signing "
-                f"process {signer_cpu_us:.1f} us -> {ceiling:.0f} blocks/s if each had an idle "
-                "core"
+                f"process{'es' if len(signer_pids) > 1 else ''} {signer_cpu_us:.1f} us -> "
+                f"{ceiling:.0f} blocks/s if each had an idle core"
             )
         else:
             print(f"cpu per block: ledger process {main_cpu_us:.1f} us (all threads, signing too)")
