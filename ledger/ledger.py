@@ -1247,10 +1247,35 @@ class Ledger:
                 if type(amount) is not int:
                     raise BlockError("block.bad_field", f"delta amount {amount!r} is not an int")
                 triples.append((account, asset, amount))
+        if kind == "fill":
+            exact = Ledger._given_fill_deltas(payload, triples)
+            if exact is not None:
+                return exact
         try:
             return blocks.make_deltas(triples)
         except TypeError as error:
             raise BlockError("block.bad_field", f"bad delta: {error}") from None
+
+    @staticmethod
+    def _given_fill_deltas(
+        payload: dict[str, Any], triples: list[tuple[str, str, int]]
+    ) -> tuple[Delta, ...] | None:
+        """The fill's DvP deltas if the caller's ``triples`` are exactly those (the venue's
+        normal case), else None for the general merge-and-sort path.
+
+        Without duplicate keys -- which the sorted comparison with the unique DvP keys rules
+        out -- merging changes nothing, so when every amount is an exact ``int`` (as the
+        general path requires) and the non-zero triples in order equal the DvP set, they
+        canonicalise to it.
+        """
+        if any(type(triple[2]) is not int for triple in triples):
+            return None  # even a zero 0.0 would make the merged amount a float
+        try:
+            expected = _fill_deltas(payload)
+            given = sorted([triple for triple in triples if triple[2]])
+        except (KeyError, TypeError):
+            return None
+        return expected if given == list(expected) else None
 
     def _check_open(self) -> None:
         if self._failure is not None:

@@ -763,3 +763,38 @@ def test_the_fast_fill_deltas_equal_block_fill_deltas(
     fast = ledger_module._fill_deltas(payload)
     assert fast == blocks.fill_deltas(payload)
     assert all(type(delta) is blocks.Delta for delta in fast)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    order=st.permutations(range(5)),
+    zero_extras=st.integers(0, 2),
+    split_first=st.booleans(),
+    float_amount=st.booleans(),
+    as_deltas=st.booleans(),
+)
+def test_given_fill_deltas_canonicalise_as_the_general_path(
+    order: list[int], zero_extras: int, split_first: bool, float_amount: bool, as_deltas: bool
+) -> None:
+    """The venue's own fill deltas, in any order, with zeros, split entries or a float amount,
+    canonicalise exactly as ``make_deltas`` does (the fast path only ever short-cuts it)."""
+    payload = fill_payload(1, buyer_fee=0)  # a zero fee entry, as the venue writes it
+    dvp = [(BUYER, "CNY", -9_990), (SELLER, "CNY", 9_991), ("venue:fees", "CNY", -1),
+           (BUYER, SYMBOL, 10), (SELLER, SYMBOL, -10)]  # fmt: skip
+    triples: list[Any] = [dvp[index] for index in order]
+    triples += [(BUYER, "CNY", 0)] * zero_extras
+    if split_first:
+        account, asset, amount = triples.pop(0)
+        triples += [(account, asset, amount - 3), (account, asset, 3)]
+    if as_deltas:
+        triples = [blocks.Delta(*triple) for triple in triples]
+    if float_amount:
+        account, asset, amount = triples[-1]
+        triples[-1] = blocks.Delta(account, asset, float(amount))
+    canonical = Ledger._canonical_deltas("fill", payload, triples)
+    reference = blocks.make_deltas(
+        (delta.account, delta.asset, delta.amount) if isinstance(delta, blocks.Delta) else delta
+        for delta in triples
+    )
+    assert canonical == reference
+    assert [type(delta.amount) for delta in canonical] == [type(d.amount) for d in reference]
