@@ -470,8 +470,12 @@ class _Verifier:
         self.next_checkpoint = 0
 
     def checkpoint_sizes(self) -> list[int]:
-        """The distinct sizes of the stored checkpoints, ascending (chunks end there)."""
-        return sorted({size for size, _, _ in self.parsed if size > 0})
+        """Where chunks must end: each stored checkpoint's size, ascending, without repeats.
+
+        A checkpoint of size 0 (always wrong: the tree starts with genesis) is checked after
+        block 0, as when blocks are checked one by one, so it counts as 1 here.
+        """
+        return sorted({max(size, 1) for size, _, _ in self.parsed})
 
     def apply_chunk(
         self, report: _ChunkReport, records: list[bytes], keys: dict[str, bytes]
@@ -655,6 +659,8 @@ def verify_ledger(
     """
     if executor not in ("thread", "process"):
         raise ValueError(f"executor must be 'thread' or 'process', not {executor!r}")
+    if chunk_records < 1:
+        raise ValueError(f"chunk_records must be at least 1, not {chunk_records}")
     directory = ledger_directory(data_dir)
     started = time.perf_counter()
     workers = workers or os.cpu_count() or 1

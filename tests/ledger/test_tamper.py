@@ -424,6 +424,26 @@ def test_a_checkpoint_beyond_the_blocks_fails(working: BuiltLedger) -> None:
     assert_fails_at(working.data_dir, last.height, "checkpoint beyond the blocks")
 
 
+def test_a_checkpoint_of_size_zero_fails_at_genesis(working: BuiltLedger) -> None:
+    """Checked right after block 0, as a block-by-block check would: chunks end there too."""
+    from ledger.hasher import EMPTY_ROOT
+
+    origin = parse_checkpoint(locate_records(working.data_dir, "checkpoints")[0].payload.decode())[
+        0
+    ].origin
+    _append_checkpoint(
+        working, sign_checkpoint(make_checkpoint(origin, 0, EMPTY_ROOT), working.first_key)
+    )
+    assert_fails_at(working.data_dir, 0, "checkpoint of size 0")
+    record = locate_records(working.data_dir)[5]  # a later problem must not be named first
+    changed = bytearray(record.payload)
+    changed[-1] ^= 1
+    with patched(record.path, record.frame_offset, frame_record(bytes(changed))):
+        assert_fails_at(working.data_dir, 0, "checkpoint of size 0 and a bad block 5")
+        result = verify_ledger(working.data_dir, workers=1, chunk_records=1)
+        assert (result.first_bad_height, result.problem_code) == (0, "audit.checkpoint_mismatch")
+
+
 def test_a_checkpoint_from_another_origin_fails(working: BuiltLedger) -> None:
     records = locate_records(working.data_dir)
     tree = MerkleTree.from_leaf_hashes(decode_signed_block(r.payload).leaf_hash for r in records)
