@@ -13,11 +13,26 @@ everywhere.
 Library API (for the benchmark and tests):
 
 - ``verify_ledger(data_dir, *, workers=None, executor="process", pinned_key=None,
-  progress=None) -> VerifyResult``: every check of docs/LEDGER.md section 10. Block decoding,
-  validation and Ed25519 signature checks run in ``workers`` processes (default: all cores);
-  ``workers=1`` checks inline; ``executor="thread"`` uses threads instead (see
-  ``_check_records`` for the measurements behind the default).
+  progress=None, chunk_records=1024) -> VerifyResult``: every check of docs/LEDGER.md section
+  10. Block decoding, validation and Ed25519 signature checks run in ``workers`` processes
+  (default: all cores); ``workers=1`` checks inline; ``executor="thread"`` uses threads.
 - ``read_blocks(data_dir) -> Iterator[SignedBlock]``; ``compute_balances(data_dir, at=None)``.
+
+How verify spends its time. Ed25519 verification is the floor (~105 us per block on the
+reference 2-core box); everything else is overhead against it. The main process reads records
+through the strict scanner and cuts them into chunks of consecutive records (ending at every
+checkpoint size). A worker checks a whole chunk (``_check_chunk``): fills through
+``block.check_fill_record`` (decode + rules in one pass, ~5 us), other kinds through the
+reference decoder; heights, links, keys in force, signatures, trade ids within the chunk, the
+Merkle subtrees of its leaves and a per-account balance summary (net and lowest running change).
+It sends back one small ``_ChunkReport``. The main process applies a clean report in one step
+(``_Verifier.apply_chunk``: the links and keys at the chunk edges, trade ids seen before, no
+balance below zero, checkpoint roots) and replays any chunk with a problem block by block through
+the reference path (``_check_records`` + ``_Verifier.block``), so the first bad height and its
+message are those of the plain sequential check. Measured on 8,192 fills, one process: 9.9 us
+of non-signature CPU per block in the worker task (it was 30.8 us when workers decoded every
+block with the reference decoder and sent back per-block tuples); in a 2-worker run the main
+process adds ~4 us per block, 2.3 us of it the scanner's.
 """
 
 from __future__ import annotations
@@ -285,7 +300,8 @@ def _check_chunk(task: tuple[int, list[bytes], bytes | None]) -> _ChunkReport:
     and anything it declines take the reference decode + rules. Per block the only Python
     work left besides that is a few comparisons, one signature check, a leaf hash and the
     balance summary; the result is one small object per chunk, so inter-process traffic is
-    the records going out and almost nothing coming back.
+    the records going out and almost nothing coming back. Worker processes by default: in
+    threads, this Python part holds the GIL while the signature checks of other threads wait.
     """
     start, records, start_key = task
     key_raw = start_key
