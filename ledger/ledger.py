@@ -737,6 +737,7 @@ class Ledger:
         key). ``origin`` names the log in checkpoints; it is recorded in genesis (default
         ``DEFAULT_ORIGIN``) and, when given on a later open, must match. ``signer`` is
         ``"process"`` (a signing child process: uses a second core) or ``"thread"``.
+        ``signer_processes``: how many signing children to use in turn (``"process"``).
         ``state_every_blocks``: save the state file (see "Opening" above) after a checkpoint
         once this many blocks are newer than the saved one, and on close.
 
@@ -748,6 +749,8 @@ class Ledger:
             raise ValueError("checkpoint and state intervals must be positive")
         if signer not in ("process", "thread"):
             raise ValueError(f"signer must be 'process' or 'thread', not {signer!r}")
+        if signer_processes < 1:
+            raise ValueError(f"signer_processes must be at least 1, not {signer_processes}")
         ledger = cls()
         ledger.directory = Path(directory)
         ledger.origin = origin or DEFAULT_ORIGIN
