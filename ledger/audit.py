@@ -1289,7 +1289,8 @@ def main(
     args.data_dir = getattr(args, "data_dir", "./data")
     args.json = getattr(args, "json", False)
     try:
-        ledger_directory(args.data_dir)
+        if args.handler is not _command_verify_receipt:  # a receipt is checked offline
+            ledger_directory(args.data_dir)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", IncompleteTailWarning)
             code = args.handler(args, out, err)

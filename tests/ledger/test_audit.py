@@ -231,6 +231,12 @@ def test_receipt_and_verify_receipt(built: BuiltLedger, tmp_path: Path) -> None:
         "verify-receipt", str(receipt_file), "--pubkey", old, "--pubkey", new, "--data-dir", data
     )
     assert code == 0 and trade_id in out
+    # Offline: a participant holding only the receipt and the keys has no data directory.
+    code, out, _ = run(
+        "verify-receipt", str(receipt_file), "--pubkey", old, "--pubkey", new,
+        "--data-dir", str(tmp_path / "no-such-dir"),
+    )  # fmt: skip
+    assert code == 0 and trade_id in out
     # Signed by the old key, checkpointed under the new one: one key alone is not enough.
     code, out, err = run("verify-receipt", str(receipt_file), "--pubkey", old, "--data-dir", data)
     assert code == 1 and "does not verify" in err
