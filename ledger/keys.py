@@ -34,6 +34,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ledger.recordlog import fsync_directory
+
 KEY_ID_BYTES = 8
 PRIVATE_KEY_MODE = 0o600
 
@@ -65,14 +67,6 @@ def key_id(key: Ed25519PrivateKey | Ed25519PublicKey | bytes) -> str:
     """Key id: hex of the first 8 bytes of SHA-256 of the raw 32-byte public key."""
     raw = key if isinstance(key, bytes) else public_key_bytes(key)
     return sha256(raw).digest()[:KEY_ID_BYTES].hex()
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def save_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> None:
@@ -111,7 +105,7 @@ def save_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> No
         ) from None
     finally:
         temporary.unlink(missing_ok=True)
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:

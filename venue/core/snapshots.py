@@ -17,20 +17,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ledger.recordlog import fsync_directory
+
 FORMAT = 1
 _NAME = re.compile(r"snapshot-(\d{12})\.json")
 
 
 class SnapshotError(Exception):
     """A snapshot file is unreadable or fails its checksum."""
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_snapshot(directory: Path, seq: int, state: dict[str, Any], keep: int = 2) -> Path:
@@ -50,7 +44,7 @@ def write_snapshot(directory: Path, seq: int, state: dict[str, Any], keep: int =
     finally:
         os.close(fd)
     os.replace(temporary, final)
-    _fsync_directory(directory)
+    fsync_directory(directory)
     for old in list_snapshots(directory)[:-keep]:
         old.unlink()
     return final
