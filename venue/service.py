@@ -50,7 +50,7 @@ from venue.core.commands import (
     RollCouponPeriod,
     command_from_record,
 )
-from venue.core.exchange import CHINA_STANDARD_TIME, Exchange, LedgerEntry, Outcome, trade_date
+from venue.core.exchange import CHINA_STANDARD_TIME, Exchange, LedgerEntry, trade_date
 from venue.core.sequencer import Sequencer
 from venue.core.snapshots import load_latest_snapshot
 from venue.domain import demo
@@ -390,4 +390,4 @@ class Venue:
         await asyncio.to_thread(self.ledger.close)
 
 
-__all__ = ["Outcome", "RecoveryError", "Venue", "VenueStartupError", "last_session_end"]
+__all__ = ["RecoveryError", "Venue", "VenueStartupError", "last_session_end"]

@@ -23,7 +23,7 @@ Money rules (see ``venue/domain/pricing.py`` for the arithmetic):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
@@ -75,13 +75,6 @@ def trade_date(ts: int) -> date:
 def _date_of_day_number(day_number: int) -> date:
     """Days since 1970-01-01 (China Standard Time) -> date; cached: it is asked on every order."""
     return date(1970, 1, 1) + timedelta(days=day_number)
-
-
-def rfc3339(ts: int) -> str:
-    """A nanosecond timestamp as RFC 3339 UTC with microseconds."""
-    seconds, nanos = divmod(ts, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=nanos // 1000)
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

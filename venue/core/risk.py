@@ -50,15 +50,6 @@ class Accounts:
         entry = self.reservations.get(order_id)
         return 0 if entry is None else entry[2]
 
-    def holdings(self, account: str) -> dict[str, tuple[int, int]]:
-        """``asset -> (balance, reserved)`` for every asset the account has touched."""
-        assets = {asset for (owner, asset) in self.balances if owner == account}
-        assets |= {asset for (owner, asset) in self.reserved if owner == account}
-        return {
-            asset: (self.balance(account, asset), self.reserved_amount(account, asset))
-            for asset in sorted(assets)
-        }
-
     # -- changes ---------------------------------------------------------------------------
     def check_available(self, account: str, asset: str, amount: int) -> None:
         """Raise ``risk.insufficient_*`` unless ``amount`` more can be reserved or debited."""
