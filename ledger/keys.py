@@ -63,6 +63,13 @@ def public_key_bytes(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
     return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
+def private_key_bytes(key: Ed25519PrivateKey) -> bytes:
+    """The raw 32-byte private key (for the writer process's pipe and the state file's MAC)."""
+    return key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
 def key_id(key: Ed25519PrivateKey | Ed25519PublicKey | bytes) -> str:
     """Key id: hex of the first 8 bytes of SHA-256 of the raw 32-byte public key."""
     raw = key if isinstance(key, bytes) else public_key_bytes(key)

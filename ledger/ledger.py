@@ -17,23 +17,24 @@ On disk, inside ``directory`` (the venue uses ``<data_dir>/ledger``)::
     checkpoints/   record log: one signed C2SP checkpoint note (UTF-8) per record, sizes rising
     state.bin      the state file (see "Opening"): a cache that speeds up opening
 
-Pipeline (why there are threads)
---------------------------------
-Ed25519 signing costs about as much as all the Python work of a block together. Three stages
-overlap: the caller's thread builds, validates, encodes and hashes (it must: the next block needs
-this block's hash, and refusals must be synchronous); a *signing* stage signs hashes in batches;
-the record log's writer thread does one write + one fsync per batch. The signing stage is either
+Pipeline (why there is a process)
+---------------------------------
+The caller's thread builds, validates, encodes and hashes each block (it must: the next block
+needs this block's hash, and refusals must be synchronous). Everything after that -- the
+Ed25519 signature, framing, ``write`` and ``fsync`` -- is the durable path, and where it runs
+is ``signer``:
 
-- ``signer="process"`` (default): a child Python process holding the key, fed batches of 32-byte
-  hashes over a pipe. It has its own interpreter and so truly uses the second core; a signing
-  *thread* would too in principle (``sign`` releases the GIL) but must re-take the GIL after
-  every signature while the caller's thread holds it; measured here, that convoy cut a signing
-  thread to about half its rate. At light load (a batch of at most ``INLINE_SIGN_MAX`` blocks
-  and nothing in flight) the forwarding thread signs itself: no convoy then, and two fewer
-  wake-ups on the way to durable. ``signer_processes=N`` uses N children in turn (for machines
-  with cores to spare; on two cores one child is enough, see below).
-- ``signer="thread"``: sign in the forwarding thread; no child process (fast to open, for tests
-  and small tools).
+- ``signer="process"`` (default): the *writer process* (:mod:`ledger.writer_process`), a child
+  with its own interpreter on the second core, signs, appends to the block log and fsyncs,
+  with group commit. The parent opens and recovers the log, then detaches its writer
+  (:meth:`~ledger.recordlog.RecordLog.detach_writer`): it keeps the index and serves reads.
+  Two parent threads remain on the path: a *forwarder* sends each batch of accepted blocks
+  down a pipe, and a *durable* thread reads the child's reports, indexes the new records and
+  completes their handles. So the parent takes the GIL twice a batch on the way to durable
+  (five times in an earlier design with signing alone in the child, whose p99 at half load
+  was 9-60 ms against a few ms now; see the writer process's docstring for why that matters).
+- ``signer="thread"``: the forwarder signs (``sign`` releases the GIL) and the block log's own
+  writer thread writes and fsyncs; no child process (fast to open, for tests and small tools).
 
 Where the time goes (fills, 2 cores, ``load_tests/bench_ledger.py``)
 -------------------------------------------------------------------
@@ -92,7 +93,6 @@ import json
 import logging
 import os
 import struct
-import subprocess
 import sys
 import threading
 import time
@@ -105,14 +105,13 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import block as blocks
 from ledger.block import Block, BlockError, Delta, SignedBlock, decode_signed_block
 from ledger.checkpoint import CheckpointError, make_checkpoint, parse_checkpoint, sign_checkpoint
 from ledger.hasher import HASH_SIZE, leaf_hash
-from ledger.keys import key_id, public_key_bytes, public_key_to_text
+from ledger.keys import key_id, private_key_bytes, public_key_bytes, public_key_to_text
 from ledger.proof import MerkleTree, ProofError
 from ledger.receipt import build_receipt
 from ledger.recordlog import (
@@ -124,6 +123,7 @@ from ledger.recordlog import (
     RecoveryReport,
     fsync_directory,
 )
+from ledger.writer_process import WriterProcess, WriterProcessError
 
 __all__ = [
     "BLOCKS_DIRECTORY",
@@ -143,17 +143,12 @@ logger = logging.getLogger(__name__)
 BLOCKS_DIRECTORY = "blocks"
 CHECKPOINTS_DIRECTORY = "checkpoints"
 DEFAULT_ORIGIN = "abs-venue.example/ledger"
-# At most this many hashes per message to a signing process, and at most two messages in
-# flight per process: 2 x 512 x 64 bytes of signatures fit in the default 64 KiB pipe buffer, so
-# neither side can block the other into a deadlock. Large batches also keep the child busy
-# while the forwarder waits for the GIL to collect and submit: measured here, a limit of 128
-# cut full-speed throughput by about 10% (child idle between batches).
+# At most this many blocks per batch the forwarder takes (one message to the writer process, or
+# one group signed in the forwarder): bounds the latency a large backlog adds to its first block.
 SIGN_BATCH_LIMIT = 512
-# A batch this small, with nothing in flight at the signing process (light load), is signed in
-# the forwarding thread instead: at light load the caller leaves the GIL free, and the round
-# trip through the process only adds two wake-ups to append-to-durable latency (measured here
-# at 6,000 blocks/s: p99 about 8 ms inline against 10-75 ms through the process).
-INLINE_SIGN_MAX = 8
+# After a crash of the venue, its writer process commits what it holds and exits once it sees
+# its input end; opening the ledger meanwhile waits up to this long for the block log's lock.
+WRITER_EXIT_WAIT_SECONDS = 5.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,180 +233,6 @@ class BlockHandle(AppendHandle):
     @property
     def height(self) -> int:
         return self.record_number
-
-
-# --------------------------------------------------------------------------------------------
-# Signing stage
-
-
-# The signing child imports only ``cryptography``; it reads the key from its stdin (never argv
-# or a file), then answers b"S" + u32 count + count x 32-byte hashes with count x 64-byte
-# signatures; b"K" + 32 raw bytes replaces the key. EOF (the parent closed or died) ends it.
-_SIGNER_CHILD_CODE = r"""
-import sys
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-source, sink = sys.stdin.buffer, sys.stdout.buffer
-def read_exactly(count):
-    data = source.read(count)
-    if data is None or len(data) != count:
-        raise SystemExit(0)
-    return data
-def serve():
-    key = None
-    while True:
-        command = source.read(1)
-        if not command:
-            return
-        if command == b"K":
-            key = Ed25519PrivateKey.from_private_bytes(read_exactly(32))
-        elif command == b"S":
-            count = int.from_bytes(read_exactly(4), "little")
-            hashes = read_exactly(32 * count)
-            sign = key.sign
-            sink.write(b"".join([sign(hashes[i : i + 32]) for i in range(0, 32 * count, 32)]))
-            sink.flush()
-        else:
-            raise SystemExit(2)
-try:
-    serve()
-except (BrokenPipeError, KeyboardInterrupt):  # the parent is gone: nothing left to do
-    sys.stderr.close()
-"""
-
-
-def _raw_private_key(key: Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.Raw,
-        serialization.PrivateFormat.Raw,
-        serialization.NoEncryption(),
-    )
-
-
-class _ThreadSigner:
-    """Signs in the calling (forwarding) thread; ``sign`` releases the GIL while it runs."""
-
-    parallelism = 1
-
-    def __init__(self) -> None:
-        self._submitted: list[tuple[Ed25519PrivateKey, list[bytes]]] = []
-
-    def submit(self, key: Ed25519PrivateKey, hashes: list[bytes]) -> None:
-        self._submitted.append((key, hashes))
-
-    def collect(self) -> list[bytes]:
-        key, hashes = self._submitted.pop(0)
-        sign = key.sign
-        return [sign(block_hash) for block_hash in hashes]
-
-    def check_alive(self) -> None:
-        """Nothing to check: signing happens in this process."""
-
-    def close(self) -> None:
-        self._submitted.clear()
-
-
-class _ProcessSigner:
-    """Signs in a child process; ``submit`` sends a batch, ``collect`` reads the oldest back."""
-
-    def __init__(self) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-I", "-c", _SIGNER_CHILD_CODE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-        )
-        self._key: Ed25519PrivateKey | None = None
-        self._counts: list[int] = []
-
-    def submit(self, key: Ed25519PrivateKey, hashes: list[bytes]) -> None:
-        assert self._process.stdin is not None
-        message = []
-        if key is not self._key:
-            message.append(b"K" + _raw_private_key(key))
-            self._key = key
-        message.append(b"S" + struct.pack("<I", len(hashes)))
-        message.extend(hashes)
-        data = memoryview(b"".join(message))
-        while data:  # an unbuffered pipe write may be partial
-            data = data[self._process.stdin.write(data) :]
-        self._counts.append(len(hashes))
-
-    def collect(self) -> list[bytes]:
-        assert self._process.stdout is not None
-        count = self._counts.pop(0)
-        wanted = 64 * count
-        chunks, received = [], 0
-        while received < wanted:
-            chunk = self._process.stdout.read(wanted - received)
-            if not chunk:
-                raise OSError(f"signing process ended (exit status {self._process.poll()})")
-            chunks.append(chunk)
-            received += len(chunk)
-        data = b"".join(chunks)
-        return [data[i : i + 64] for i in range(0, wanted, 64)]
-
-    @property
-    def process_id(self) -> int:
-        return self._process.pid
-
-    def check_alive(self) -> None:
-        """Raise if the signing process has exited (it is fatal even while unused)."""
-        status = self._process.poll()
-        if status is not None:
-            raise OSError(f"signing process ended (exit status {status})")
-
-    def close(self) -> None:
-        for stream in (self._process.stdin, self._process.stdout):
-            if stream is not None:
-                stream.close()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-
-class _ProcessSignerPool:
-    """Signing children used in turn: batch ``k`` goes to child ``k mod n``; batches are
-    collected in the order they were submitted, so signatures come back in height order."""
-
-    def __init__(self, children: int) -> None:
-        self._children: list[_ProcessSigner] = []
-        try:
-            for _ in range(children):
-                self._children.append(_ProcessSigner())
-        except BaseException:
-            self.close()
-            raise
-        self._submitted: deque[_ProcessSigner] = deque()
-        self._turn = 0
-
-    @property
-    def parallelism(self) -> int:
-        """How many batches can be signed at once."""
-        return len(self._children)
-
-    def submit(self, key: Ed25519PrivateKey, hashes: list[bytes]) -> None:
-        child = self._children[self._turn]
-        self._turn = (self._turn + 1) % len(self._children)
-        child.submit(key, hashes)
-        self._submitted.append(child)
-
-    def collect(self) -> list[bytes]:
-        return self._submitted.popleft().collect()
-
-    @property
-    def process_ids(self) -> list[int]:
-        return [child.process_id for child in self._children]
-
-    def check_alive(self) -> None:
-        """Raise if any signing process has exited."""
-        for child in self._children:
-            child.check_alive()
-
-    def close(self) -> None:
-        for child in self._children:
-            child.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,7 +418,7 @@ def _state_mac_key(signing_key: Ed25519PrivateKey) -> bytes:
     Only the holder of the signing key can write a state file that opening accepts, and a
     state file saved before a key rotation is simply not used (opening scans instead).
     """
-    return sha256(_STATE_MAC_CONTEXT + _raw_private_key(signing_key)).digest()
+    return sha256(_STATE_MAC_CONTEXT + private_key_bytes(signing_key)).digest()
 
 
 def _encode_state(state: _LedgerState, mac_key: bytes) -> bytes:
@@ -707,7 +528,12 @@ class Ledger:
         self._to_sign: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] = []
         self._forwarder_waiting = False  # guarded by _forward_ready
         self._forwarder: threading.Thread | None = None
-        self._signer: _ThreadSigner | _ProcessSignerPool | None = None
+        # signer="process": the writer process, the handles of blocks sent to it and not yet
+        # reported durable (in height order), and the thread reading its reports
+        self._writer_process: WriterProcess | None = None
+        self._awaiting: deque[BlockHandle] = deque()
+        self._awaiting_lock = threading.Lock()
+        self._durable_reader: threading.Thread | None = None
         # checkpoints
         self._checkpoint_lock = threading.Lock()
         self._checkpoint_wakeup = threading.Condition(threading.Lock())
@@ -731,15 +557,14 @@ class Ledger:
         signer: str = "process",
         segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
         state_every_blocks: int = 50_000,
-        signer_processes: int = 1,
     ) -> Ledger:
         """Open the ledger in ``directory``, creating it with a genesis block if it is new.
 
         ``signing_key`` must be the key in force (the genesis key, or the newest rotated-in
         key). ``origin`` names the log in checkpoints; it is recorded in genesis (default
         ``DEFAULT_ORIGIN``) and, when given on a later open, must match. ``signer`` is
-        ``"process"`` (a signing child process: uses a second core) or ``"thread"``.
-        ``signer_processes``: how many signing children to use in turn (``"process"``).
+        ``"process"`` (the writer process signs, writes and fsyncs: see "Pipeline") or
+        ``"thread"``.
         ``state_every_blocks``: save the state file (see "Opening" above) after a checkpoint
         once this many blocks are newer than the saved one, and on close.
 
@@ -751,8 +576,6 @@ class Ledger:
             raise ValueError("checkpoint and state intervals must be positive")
         if signer not in ("process", "thread"):
             raise ValueError(f"signer must be 'process' or 'thread', not {signer!r}")
-        if signer_processes < 1:
-            raise ValueError(f"signer_processes must be at least 1, not {signer_processes}")
         ledger = cls()
         ledger.directory = Path(directory)
         ledger.origin = origin or DEFAULT_ORIGIN
@@ -771,6 +594,7 @@ class Ledger:
                 ledger.directory / BLOCKS_DIRECTORY,
                 segment_max_bytes=segment_max_bytes,
                 required_records=covered,
+                lock_wait_seconds=WRITER_EXIT_WAIT_SECONDS,
             )
         except RecordLogCorruptError as error:
             ledger._checkpoints.close()
@@ -782,9 +606,7 @@ class Ledger:
             ledger._recover(signing_key, venue, origin, covered)
             ledger._adopt_signing_key(signing_key)
             if signer == "process":
-                ledger._signer = _ProcessSignerPool(signer_processes)
-            else:
-                ledger._signer = _ThreadSigner()
+                ledger._writer_process = WriterProcess(ledger._blocks.detach_writer())
         except BaseException:
             ledger._blocks.close()
             ledger._checkpoints.close()
@@ -1048,13 +870,18 @@ class Ledger:
         self._covered_size = checkpoint.size
 
     def _start_threads(self) -> None:
+        if self._writer_process is not None:
+            self._durable_reader = threading.Thread(
+                target=self._durable_loop, name="ledger-durable", daemon=True
+            )
+            self._durable_reader.start()
         self._forwarder = threading.Thread(
             target=self._forward_loop, name="ledger-forwarder", daemon=True
         )
+        self._forwarder.start()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="ledger-checkpointer", daemon=True
         )
-        self._forwarder.start()
         self._checkpointer.start()
 
     # ---- state --------------------------------------------------------------------------
@@ -1075,16 +902,9 @@ class Ledger:
         return self._blocks.recovery
 
     @property
-    def signer_process_id(self) -> int | None:
-        """Process id of the signing child (``signer="process"``), for monitoring; else None."""
-        signer = self._signer
-        return signer.process_ids[0] if isinstance(signer, _ProcessSignerPool) else None
-
-    @property
-    def signer_process_ids(self) -> list[int]:
-        """Process ids of every signing child (empty for ``signer="thread"``)."""
-        signer = self._signer
-        return signer.process_ids if isinstance(signer, _ProcessSignerPool) else []
+    def writer_process_id(self) -> int | None:
+        """Process id of the writer process (``signer="process"``), else None."""
+        return self._writer_process.pid if self._writer_process is not None else None
 
     @property
     def signing_key_id(self) -> str:
@@ -1199,7 +1019,7 @@ class Ledger:
         return self._enqueue(height, encoded, block_hash)
 
     def _enqueue(self, height: int, encoded: bytes, block_hash: bytes) -> BlockHandle:
-        """Hand an accepted block to the signing stage (caller holds ``_lock``).
+        """Queue an accepted block for the forwarder (caller holds ``_lock``).
 
         The forwarder is only notified when it is waiting: at full speed it is busy and a
         ``notify`` per block would be wasted work on the caller's thread.
@@ -1350,47 +1170,73 @@ class Ledger:
     # ---- the forwarding stage: sign, then hand to the record log ---------------------------
 
     def _forward_loop(self) -> None:
-        assert self._signer is not None
-        # Batches submitted to the signer and not yet collected, oldest first.
-        in_flight: deque[list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]]] = deque()
+        """Take batches of accepted blocks and pass them on: down the writer process's pipe,
+        or (``signer="thread"``) sign them here and queue them on the block log."""
         batch: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] = []
-        parallelism = self._signer.parallelism
+        writer = self._writer_process
         try:
             while True:
                 with self._forward_ready:
-                    while not self._to_sign and not in_flight and not self._closed:
+                    while not self._to_sign and not self._closed:
                         self._forwarder_waiting = True
                         self._forward_ready.wait()
                         self._forwarder_waiting = False
-                    if not self._to_sign and not in_flight:
+                    if not self._to_sign:
                         return
                     batch = self._take_sign_batch()
-                if batch and not in_flight and len(batch) <= INLINE_SIGN_MAX:
-                    self._signer.check_alive()
-                    key = batch[0][3]
-                    self._hand_to_log(batch, [key.sign(entry[2]) for entry in batch])
-                    batch = []
-                    continue
-                # Keep every signer busy: send the next batch before collecting the oldest one,
-                # which is collected once more batches are out than can be signed at once, or
-                # when nothing new came.
-                submitted = bool(batch)
-                if submitted:
-                    self._signer.submit(batch[0][3], [entry[2] for entry in batch])
-                    in_flight.append(batch)
-                    batch = []
-                if in_flight and (not submitted or len(in_flight) > parallelism):
-                    self._hand_to_log(in_flight.popleft(), self._signer.collect())
+                if writer is not None:
+                    with self._awaiting_lock:
+                        self._awaiting.extend(entry[0] for entry in batch)
+                    writer.send(
+                        batch[0][3], [entry[2] for entry in batch], [entry[1] for entry in batch]
+                    )
+                else:
+                    sign = batch[0][3].sign
+                    self._hand_to_log(batch, [sign(entry[2]) for entry in batch])
+                batch = []
         except BaseException as error:
             self._fail(error)
-            assert self._failure is not None
-            with self._forward_ready:  # _enqueue fails new handles at once from now on
-                pending = [entry for flying in in_flight for entry in flying]
-                doomed = [entry[0] for entry in (*pending, *batch, *self._to_sign)]
-                self._to_sign = []
-            for handle in doomed:
-                if not handle.done():
-                    handle.set_exception(self._failure)
+            self._fail_pending(entry[0] for entry in batch)
+        finally:
+            if writer is not None:
+                writer.finish_input()  # the child commits what it holds and exits
+
+    def _durable_loop(self) -> None:
+        """Read the writer process's reports: index the new records, complete their handles.
+
+        The child's output ends when it exits: after ``close`` (the forwarder ended its input)
+        that is the normal end; at any other time, or with blocks still awaited, it is fatal.
+        """
+        writer = self._writer_process
+        assert writer is not None
+        try:
+            while (runs := writer.read_report()) is not None:
+                for run in runs:
+                    self._blocks.note_written(run)
+                    with self._awaiting_lock:
+                        awaiting = self._awaiting
+                        handles = [awaiting.popleft() for _ in range(len(run.offsets))]
+                    self._on_durable(handles, None)
+            with self._awaiting_lock:
+                unreported = len(self._awaiting)
+            if unreported or not self._closed:
+                raise WriterProcessError(f"{writer.ended()} with {unreported} blocks unreported")
+        except BaseException as error:
+            self._fail(self._blocks.fail_detached(error))
+            self._fail_pending(())
+
+    def _fail_pending(self, taken: Iterable[BlockHandle]) -> None:
+        """After a failure: fail ``taken`` (handles the caller holds) and every handle still
+        queued or awaited, so that none is left hanging; ``_enqueue`` fails new ones at once."""
+        with self._forward_ready:
+            queued = [entry[0] for entry in self._to_sign]
+            self._to_sign = []
+        with self._awaiting_lock:
+            awaited = list(self._awaiting)
+            self._awaiting.clear()
+        for handle in (*taken, *queued, *awaited):
+            if not handle.done():
+                handle.set_exception(self._failure)
 
     def _take_sign_batch(self) -> list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]]:
         """Up to ``SIGN_BATCH_LIMIT`` queued blocks that share one signing key."""
@@ -1436,6 +1282,7 @@ class Ledger:
                 self._checkpoint_wakeup.notify()
 
     def _fail(self, cause: BaseException) -> None:
+        """Enter the failed state (once): every later append raises ``LedgerFailedError``."""
         if self._failure is None:
             failure = LedgerFailedError(f"ledger {self.directory} failed: {cause!r}")
             failure.__cause__ = cause
@@ -1627,6 +1474,10 @@ class Ledger:
             self._forward_ready.notify_all()
         if self._forwarder is not None:
             self._forwarder.join()
+        if self._durable_reader is not None:
+            self._durable_reader.join()
+        if self._writer_process is not None:
+            self._writer_process.close()
         self._blocks.close()
         with self._checkpoint_wakeup:
             self._checkpoint_wakeup.notify_all()
@@ -1640,8 +1491,6 @@ class Ledger:
             else:
                 self._save_state()
         self._checkpoints.close()
-        if self._signer is not None:
-            self._signer.close()
 
     def __enter__(self) -> Ledger:
         return self

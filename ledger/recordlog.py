@@ -76,6 +76,7 @@ import os
 import re
 import struct
 import threading
+import time
 import zlib
 from array import array
 from bisect import bisect_right
@@ -103,6 +104,9 @@ __all__ = [
     "RecoveryReport",
     "ScanProblem",
     "ScannedRecord",
+    "SegmentWriter",
+    "WriterPosition",
+    "WrittenRun",
     "frame_record",
     "fsync_directory",
 ]
@@ -542,6 +546,114 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+@dataclass(frozen=True, slots=True)
+class WrittenRun:
+    """Records made durable by one write + one fsync, all in one segment."""
+
+    segment_first: int  # number of the segment's first record (names the segment)
+    offsets: array  # byte offset of each record written, in record order ("Q")
+    size: int  # the segment's size in bytes after the write
+
+
+@dataclass(frozen=True, slots=True)
+class WriterPosition:
+    """Where a detached log's appending continues (see :meth:`RecordLog.detach_writer`)."""
+
+    directory: Path
+    segment_max_bytes: int
+    last_segment_first: int  # the segment appends go to (it exists, header fsynced)
+    last_segment_size: int
+    next_record_number: int
+    lock_fd: int  # the log's lock file, held: share it with the writing process
+
+
+class SegmentWriter:
+    """The write side of a record log: appends framed records to the last segment, rolling to
+    a new segment when one would grow past ``segment_max_bytes``; one ``write`` and one
+    ``fsync`` per segment touched, and a new segment's header and directory entry fsynced
+    before any record goes into it.
+
+    No threads, no locks, no index: :class:`RecordLog`'s writer thread drives one, and so does
+    the ledger's writer process (``ledger.writer_process``), which appends to a log its parent
+    has opened, recovered and detached the writer from; the parent updates its index from the
+    :class:`WrittenRun` s reported. Raises ``OSError`` when a write or fsync fails: the caller
+    must treat that as fatal (see "Failure" above).
+    """
+
+    def __init__(self, position: WriterPosition) -> None:
+        self.directory = position.directory
+        self.segment_max_bytes = position.segment_max_bytes
+        self._segment_first = position.last_segment_first
+        self._size = position.last_segment_size
+        self._next_number = position.next_record_number
+        self._fd = os.open(
+            self.directory / segment_file_name(self._segment_first), os.O_WRONLY | os.O_APPEND
+        )
+
+    @classmethod
+    def create_first_segment(cls, directory: Path) -> None:
+        """Create segment 0 of an empty log (header and directory entry fsynced)."""
+        os.close(cls._create_segment_file(directory, 0))
+
+    @staticmethod
+    def _create_segment_file(directory: Path, first_record_number: int) -> int:
+        path = directory / segment_file_name(first_record_number)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            _write_all(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, first_record_number))
+            os.fsync(fd)
+            fsync_directory(directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def write(self, frames: list[bytes], on_durable: Callable[[WrittenRun], None]) -> None:
+        """Append ``frames`` (already framed records) as the next records; call
+        ``on_durable`` after each segment's fsync with the records that are now durable."""
+        limit = self.segment_max_bytes
+        run: list[bytes] = []
+        offsets = array("Q")
+        size = self._size
+        for frame in frames:
+            if size + len(frame) > limit and (size > SEGMENT_HEADER.size or run):
+                self._flush(run, offsets, size, on_durable)
+                self._roll()
+                size = self._size
+                run, offsets = [], array("Q")
+            offsets.append(size)
+            run.append(frame)
+            size += len(frame)
+        self._flush(run, offsets, size, on_durable)
+
+    def _flush(
+        self,
+        run: list[bytes],
+        offsets: array,
+        new_size: int,
+        on_durable: Callable[[WrittenRun], None],
+    ) -> None:
+        if not run:
+            return
+        _write_all(self._fd, b"".join(run))
+        os.fsync(self._fd)
+        self._size = new_size
+        self._next_number += len(run)
+        on_durable(WrittenRun(self._segment_first, offsets, new_size))
+
+    def _roll(self) -> None:
+        fd = self._create_segment_file(self.directory, self._next_number)
+        os.close(self._fd)
+        self._fd = fd
+        self._segment_first = self._next_number
+        self._size = SEGMENT_HEADER.size
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 class RecordLog:
     """An open, writable record log. Create with :meth:`open`; thread-safe."""
 
@@ -561,7 +673,8 @@ class RecordLog:
         self._failure: RecordLogFailedError | None = None
         self._closing = False
         self._closed = False
-        self._write_fd = -1
+        self._segment_writer: SegmentWriter | None = None
+        self._detached = False  # appending was handed to another process (detach_writer)
         self._read_fds: dict[int, int] = {}
         self._lock_fd = -1
         self._writer: threading.Thread | None = None
@@ -575,6 +688,7 @@ class RecordLog:
         *,
         segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
         required_records: int = 0,
+        lock_wait_seconds: float = 0.0,
     ) -> RecordLog:
         """Open (creating if needed) the log in ``directory`` and recover it after a crash.
 
@@ -583,8 +697,11 @@ class RecordLog:
         lost data: it is refused *before* anything is truncated, as is a log that simply holds
         fewer.
 
+        ``lock_wait_seconds``: how long to wait for the log's lock if it is held (the ledger's
+        writer process of a killed venue holds it until it notices its parent is gone).
+
         Raises :class:`RecordLogCorruptError` for damage that is not a torn tail and
-        :class:`RecordLogLockedError` if the log is already open elsewhere.
+        :class:`RecordLogLockedError` if the log is still open elsewhere after that.
         """
         if segment_max_bytes < SEGMENT_HEADER.size + RECORD_HEADER.size:
             raise ValueError(f"segment_max_bytes too small: {segment_max_bytes}")
@@ -593,7 +710,7 @@ class RecordLog:
             path.mkdir(parents=True)
             fsync_directory(path.parent)
         log = cls(path, segment_max_bytes)
-        log._acquire_lock()
+        log._acquire_lock(lock_wait_seconds)
         try:
             log._recover(required_records)
             log._open_for_writing()
@@ -606,14 +723,20 @@ class RecordLog:
         log._writer.start()
         return log
 
-    def _acquire_lock(self) -> None:
+    def _acquire_lock(self, wait_seconds: float) -> None:
         self._lock_fd = os.open(self.directory / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
-            raise RecordLogLockedError(f"record log {self.directory} is open elsewhere") from None
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    break
+            time.sleep(0.01)
+        os.close(self._lock_fd)
+        self._lock_fd = -1
+        raise RecordLogLockedError(f"record log {self.directory} is open elsewhere")
 
     def _recover(self, required_records: int) -> None:
         """Scan every segment, truncate a torn tail, refuse anything else, build the index."""
@@ -681,27 +804,22 @@ class RecordLog:
 
     def _open_for_writing(self) -> None:
         if not self._segments:
-            self._create_segment(0)
-            return
-        last = self._segments[-1]
-        self._write_fd = os.open(last.path, os.O_WRONLY | os.O_APPEND)
+            SegmentWriter.create_first_segment(self.directory)
+            self._add_segment(
+                _Segment(0, self.directory / segment_file_name(0), array("Q"), SEGMENT_HEADER.size)
+            )
+        self._segment_writer = SegmentWriter(self._writer_position())
 
-    def _create_segment(self, first_record_number: int) -> None:
-        """Start a new segment: header written and fsynced, then the directory fsynced."""
-        path = self.directory / segment_file_name(first_record_number)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        try:
-            _write_all(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, first_record_number))
-            os.fsync(fd)
-            fsync_directory(self.directory)
-        except BaseException:
-            os.close(fd)
-            raise
-        if self._write_fd >= 0:
-            os.close(self._write_fd)
-        self._write_fd = fd
-        with self._lock:
-            self._add_segment(_Segment(first_record_number, path, array("Q"), SEGMENT_HEADER.size))
+    def _writer_position(self) -> WriterPosition:
+        last = self._segments[-1]
+        return WriterPosition(
+            self.directory,
+            self.segment_max_bytes,
+            last.first_record_number,
+            last.size,
+            self._next_record_number,
+            self._lock_fd,
+        )
 
     # ---- appending ----------------------------------------------------------------------
 
@@ -755,13 +873,75 @@ class RecordLog:
             raise self._failure
         if self._closing:
             raise RecordLogClosedError(f"record log {self.directory} is closed")
+        if self._detached:
+            raise RecordLogError(f"record log {self.directory} is written by another process")
+
+    # ---- handing appends to another process ---------------------------------------------
+
+    def detach_writer(self) -> WriterPosition:
+        """Stop this log's writer thread and return where appending continues, for a
+        :class:`SegmentWriter` in another process (the ledger's writer process).
+
+        The log must have nothing queued. From now on ``append*`` raise; this object keeps the
+        lock and serves reads, and learns of new durable records only through
+        :meth:`note_written` (and of a failure through :meth:`fail_detached`). Share
+        ``lock_fd`` with the writing process so that the log stays locked while it lives.
+        """
+        with self._lock:
+            self._check_appendable()
+            if self._pending:
+                raise RecordLogError("cannot detach the writer with records queued")
+            self._detached = True
+            self._work_ready.notify_all()
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        assert self._segment_writer is not None
+        self._segment_writer.close()
+        self._segment_writer = None
+        return self._writer_position()
+
+    def note_written(self, run: WrittenRun) -> None:
+        """Record that another process made ``run`` durable (a detached log only).
+
+        Raises :class:`RecordLogError` if the run does not continue the log exactly.
+        """
+        with self._lock:
+            if not self._detached:
+                raise RecordLogError("note_written is for a detached log")
+            last = self._segments[-1]
+            starts_segment = run.segment_first != last.first_record_number
+            continues = (
+                run.segment_first == self._durable_count
+                if starts_segment
+                else bool(run.offsets) and run.offsets[0] == last.size
+            )
+            if not continues or not run.offsets or run.size < run.offsets[-1]:
+                raise RecordLogError(
+                    f"written run (segment {run.segment_first}, {len(run.offsets)} records) "
+                    f"does not continue the log at record {self._durable_count}"
+                )
+            self._next_record_number += len(run.offsets)
+        self._note_durable(run)
+
+    def fail_detached(self, cause: BaseException) -> RecordLogFailedError:
+        """Put a detached log into the failed state (its writing process failed or died)."""
+        failure = RecordLogFailedError(
+            f"record log {self.directory} failed and accepts no more records: {cause}"
+        )
+        failure.__cause__ = cause
+        with self._lock:
+            if self._failure is None:
+                self._failure = failure
+            self._durable_changed.notify_all()
+            return self._failure
 
     # ---- the writer thread --------------------------------------------------------------
 
     def _writer_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._pending and not self._closing:
+                while not self._pending and not self._closing and not self._detached:
                     self._work_ready.wait()
                 if not self._pending:
                     return
@@ -777,37 +957,20 @@ class RecordLog:
 
     def _write_batch(self, batch: list[_PendingAppend]) -> None:
         """Write a batch: one write + one fsync per segment touched, rolling when full."""
-        segment = self._segments[-1]
-        run: list[bytes] = []
-        run_offsets: list[int] = []
-        size = segment.size
-        limit = self.segment_max_bytes
-        for pending in batch:
-            number = pending.first
-            for frame in pending.frames:
-                if size + len(frame) > limit and (segment.offsets or run):
-                    self._flush_run(segment, run, run_offsets, size)
-                    self._create_segment(number)
-                    segment = self._segments[-1]
-                    size = segment.size
-                    run, run_offsets = [], []
-                run_offsets.append(size)
-                run.append(frame)
-                size += len(frame)
-                number += 1
-        self._flush_run(segment, run, run_offsets, size)
+        assert self._segment_writer is not None
+        frames = [frame for pending in batch for frame in pending.frames]
+        self._segment_writer.write(frames, self._note_durable)
 
-    def _flush_run(
-        self, segment: _Segment, run: list[bytes], offsets: list[int], new_size: int
-    ) -> None:
-        if not run:
-            return
-        _write_all(self._write_fd, b"".join(run))
-        os.fsync(self._write_fd)
+    def _note_durable(self, run: WrittenRun) -> None:
+        """Index the records of ``run`` and count them durable."""
         with self._lock:
-            segment.offsets.extend(offsets)
-            segment.size = new_size
-            self._durable_count += len(run)
+            if run.segment_first != self._segments[-1].first_record_number:
+                path = self.directory / segment_file_name(run.segment_first)
+                self._add_segment(_Segment(run.segment_first, path, array("Q"), run.size))
+            segment = self._segments[-1]
+            segment.offsets.extend(run.offsets)
+            segment.size = run.size
+            self._durable_count += len(run.offsets)
             self._durable_changed.notify_all()
 
     def _fail(self, batch: list[_PendingAppend], cause: BaseException) -> None:
@@ -953,9 +1116,12 @@ class RecordLog:
         with self._lock:
             self._closed = True
             self._closing = True
-            fds = [*self._read_fds.values(), self._write_fd, self._lock_fd]
+            fds = [*self._read_fds.values(), self._lock_fd]
             self._read_fds.clear()
-            self._write_fd = self._lock_fd = -1
+            self._lock_fd = -1
+            writer, self._segment_writer = self._segment_writer, None
+        if writer is not None:
+            writer.close()
         for fd in fds:
             if fd >= 0:
                 os.close(fd)

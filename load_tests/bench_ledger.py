@@ -230,8 +230,6 @@ def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=3.0)
     parser.add_argument("--baseline-seconds", type=float, default=1.0)
     parser.add_argument("--signer", choices=("process", "thread"), default="process")
-    parser.add_argument("--signer-processes", type=int, default=1,
-                        help="signing children (signer=process)")  # fmt: skip
     parser.add_argument("--directory", help="keep the ledger here instead of a temp dir")
     args = parser.parse_args()
     rng = random.Random(SEED)
@@ -248,19 +246,18 @@ def main() -> None:
         summary = " ".join(f"{name}={value:.2f}" for name, value in floor.items())
         print(f"baseline: write+fsync of one record, ms: {summary}")
         key = Ed25519PrivateKey.generate()
-        ledger = Ledger.open(
-            directory, key, signer=args.signer, signer_processes=args.signer_processes
-        )
+        ledger = Ledger.open(directory, key, signer=args.signer)
         fund(ledger)
         payloads = fill_payloads(args.blocks, 0, rng)
         gc.freeze()  # the pre-built payloads are the venue's, not the ledger's: see Method
-        signer_pids = ledger.signer_process_ids
-        cpu_before = process_cpu_seconds(resource.RUSAGE_SELF), children_cpu_seconds(signer_pids)
+        writer_pid = ledger.writer_process_id
+        writer_pids = [writer_pid] if writer_pid is not None else []
+        cpu_before = process_cpu_seconds(resource.RUSAGE_SELF), children_cpu_seconds(writer_pids)
         elapsed = throughput(ledger, payloads)
         main_cpu_us = (
             1e6 * (process_cpu_seconds(resource.RUSAGE_SELF) - cpu_before[0]) / args.blocks
         )
-        signer_cpu_us = 1e6 * (children_cpu_seconds(signer_pids) - cpu_before[1]) / args.blocks
+        writer_cpu_us = 1e6 * (children_cpu_seconds(writer_pids) - cpu_before[1]) / args.blocks
         blocks_s = args.blocks / elapsed
         print(f"throughput: {args.blocks} fills durable in {elapsed:.2f} s = {blocks_s:.0f}/s "
               f"(signer={args.signer})")  # fmt: skip
@@ -279,12 +276,11 @@ def main() -> None:
         summary = " ".join(f"{name}={value:.2f}" for name, value in milliseconds.items())
         print(f"latency at {paced_rate:.0f}/s ({paced_count} fills), ms: {summary}")
         ledger.close()
-        if signer_pids:
-            ceiling = 1e6 / max(main_cpu_us, signer_cpu_us / len(signer_pids))
+        if writer_pids:
+            ceiling = 1e6 / max(main_cpu_us, writer_cpu_us)
             print(
-                f"cpu per block: ledger process {main_cpu_us:.1f} us (all threads), signing "
-                f"process{'es' if len(signer_pids) > 1 else ''} {signer_cpu_us:.1f} us -> "
-                f"{ceiling:.0f} blocks/s if each had an idle core"
+                f"cpu per block: ledger process {main_cpu_us:.1f} us (all threads), writer "
+                f"process {writer_cpu_us:.1f} us -> {ceiling:.0f} blocks/s if each had an idle core"
             )
         else:
             print(f"cpu per block: ledger process {main_cpu_us:.1f} us (all threads, signing too)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import select
@@ -114,6 +115,7 @@ def tear_unacknowledged_tail(directory: Path, last_reported: int, rng: random.Ra
     every reported height and everything the newest checkpoint covers. Returns True if the cut
     fell inside a record (a torn tail for the next open to truncate).
     """
+    wait_until_unlocked(directory / BLOCKS_DIRECTORY)  # the killed ledger's writer process is gone
     records = list(LogScanner(directory / BLOCKS_DIRECTORY))
     notes = [record.payload for record in LogScanner(directory / CHECKPOINTS_DIRECTORY)]
     covered = parse_checkpoint(notes[-1])[0].size if notes else 0
@@ -128,6 +130,22 @@ def tear_unacknowledged_tail(directory: Path, last_reported: int, rng: random.Ra
     cut = rng.randrange(first_unacknowledged.offset, segment.stat().st_size)
     os.truncate(segment, cut)
     return cut not in boundaries
+
+
+def wait_until_unlocked(log_directory: Path) -> None:
+    """Wait (bounded) until nobody holds the log's lock: a killed venue's writer process
+    finishes its last group commit and exits once it notices its parent is gone."""
+    fd = os.open(log_directory / "LOCK", os.O_RDWR)
+    try:
+        for _ in range(500):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                time.sleep(0.01)
+        raise AssertionError(f"{log_directory} is still locked 5 s after the kill")
+    finally:
+        os.close(fd)
 
 
 def verify_with_audit_tool(ledger_directory: Path) -> None:

@@ -130,16 +130,11 @@ def test_a_new_ledger_starts_with_a_genesis_block_naming_the_key(
         verify_block_signature(genesis, key.public_key())
 
 
-@pytest.mark.parametrize(("signer", "children"), [("thread", 1), ("process", 1), ("process", 2)])
+@pytest.mark.parametrize("signer", ["thread", "process"])
 def test_appended_blocks_are_durable_signed_and_linked(
-    tmp_path: Path,
-    key: Ed25519PrivateKey,
-    signer: str,
-    children: int,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, key: Ed25519PrivateKey, signer: str
 ) -> None:
-    monkeypatch.setattr(ledger_module, "INLINE_SIGN_MAX", 0)  # every block via the signer
-    with open_ledger(tmp_path, key, signer=signer, signer_processes=children) as ledger:
+    with open_ledger(tmp_path, key, signer=signer) as ledger:
         seed_market(ledger)
         handles = [ledger.append("fill", fill_payload(n)) for n in range(40)]
         assert [handle.height for handle in handles] == list(range(6, 46))
@@ -329,7 +324,7 @@ def test_checkpoints_only_cover_durable_blocks(
     seed_market(ledger)
     ledger.flush()
     durable_before = ledger.durable_count
-    blocks_fd = ledger._blocks._write_fd
+    blocks_fd = ledger._blocks._segment_writer._fd
     stalled = threading.Event()
     release = threading.Event()
     real_fsync = os.fsync
@@ -380,13 +375,12 @@ def test_reopen_restores_height_root_balances_index_and_checkpoint(
         assert reopened.block(handle.height).block.prev_hash == reopened.block(state[0]).block_hash
 
 
-@pytest.mark.parametrize("children", [1, 2])
+@pytest.mark.parametrize("signer", ["thread", "process"])
 def test_key_rotation_switches_the_signing_key(
-    tmp_path: Path, key: Ed25519PrivateKey, monkeypatch: pytest.MonkeyPatch, children: int
+    tmp_path: Path, key: Ed25519PrivateKey, signer: str
 ) -> None:
-    monkeypatch.setattr(ledger_module, "INLINE_SIGN_MAX", 0)  # the children must switch keys too
     new_key = generate_private_key()
-    with open_ledger(tmp_path, key, signer="process", signer_processes=children) as ledger:
+    with open_ledger(tmp_path, key, signer=signer) as ledger:
         seed_market(ledger)
         ledger.append("fill", fill_payload(1))
         rotation = ledger.rotate_key(new_key, reason="scheduled")
@@ -418,7 +412,7 @@ def test_a_failed_fsync_is_fatal(
     ledger = open_ledger(tmp_path, key)
     seed_market(ledger)
     ledger.flush()
-    blocks_fd = ledger._blocks._write_fd
+    blocks_fd = ledger._blocks._segment_writer._fd
     real_fsync = os.fsync
 
     def failing_fsync(fd: int) -> None:
@@ -551,26 +545,44 @@ def test_a_fill_that_does_not_conserve_cash_is_refused(ledger: Ledger) -> None:
     assert snapshot(ledger) == before
 
 
-@pytest.mark.parametrize("children", [1, 2])
-def test_a_dead_signing_process_is_fatal(
-    tmp_path: Path, key: Ed25519PrivateKey, children: int
+def test_a_dead_writer_process_is_fatal_even_while_idle(
+    tmp_path: Path, key: Ed25519PrivateKey
 ) -> None:
-    ledger = open_ledger(tmp_path, key, signer="process", signer_processes=children)
+    ledger = open_ledger(tmp_path, key, signer="process")
     seed_market(ledger)
     ledger.flush()
-    assert len(ledger.signer_process_ids) == children
-    os.kill(ledger.signer_process_ids[-1], signal.SIGKILL)  # a child holding the key dies
-    for _ in range(5_000):  # until its Popen has reaped it (bounded)
+    durable = ledger.durable_count
+    assert ledger.writer_process_id is not None
+    os.kill(ledger.writer_process_id, signal.SIGKILL)  # the child holding the key dies
+    for _ in range(5_000):  # until the durable thread has seen its output end (bounded)
         try:
-            ledger._signer.check_alive()
-        except OSError:
+            ledger.append("fill", fill_payload(1)).exception(5)
+        except LedgerFailedError as error:
+            assert "ended (exit status -9)" in str(error.__cause__)
             break
         time.sleep(0.001)
-    handles = [ledger.append("fill", fill_payload(n)) for n in range(3)]
-    for handle in handles:
-        assert isinstance(handle.exception(5), LedgerFailedError)
+    else:
+        raise AssertionError("the ledger did not notice its writer process died")
     with pytest.raises(LedgerFailedError):
         ledger.append("fill", fill_payload(9))
+    assert ledger.durable_count == durable
+    ledger.close()
+    with open_ledger(tmp_path, key, signer="process") as reopened:  # nothing acknowledged lost
+        assert reopened.durable_count >= durable
+        reopened.append("fill", fill_payload(2)).result(5)
+
+
+def test_blocks_in_flight_when_the_writer_process_dies_fail(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    ledger = open_ledger(tmp_path, key, signer="process")
+    seed_market(ledger)
+    ledger.flush()
+    os.kill(ledger.writer_process_id, signal.SIGSTOP)  # the next blocks wait in the pipe
+    handles = [ledger.append("fill", fill_payload(n)) for n in range(20)]
+    os.kill(ledger.writer_process_id, signal.SIGKILL)
+    for handle in handles:
+        assert isinstance(handle.exception(5), LedgerFailedError)
     ledger.close()
 
 

@@ -205,12 +205,12 @@ def test_a_failed_fsync_is_fatal_for_pending_and_later_appends(
 def test_a_write_error_from_a_closed_descriptor_is_fatal(tmp_path: Path) -> None:
     log = RecordLog.open(tmp_path)
     log.append_and_wait(b"ok")
-    os.close(log._write_fd)  # the descriptor vanishes under the writer
+    os.close(log._segment_writer._fd)  # the descriptor vanishes under the writer
     handle = log.append(b"doomed")
     assert isinstance(handle.exception(5), RecordLogFailedError)
     with pytest.raises(RecordLogFailedError):
         log.append_and_wait(b"also doomed")
-    log._write_fd = -1  # already closed above; keep close() from closing a reused number
+    log._segment_writer._fd = -1  # closed above; keep close() from closing a reused number
     log.close()
 
 
