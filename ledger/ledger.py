@@ -32,18 +32,21 @@ is ``signer``:
   down a pipe, and a *durable* thread reads the child's reports, indexes the new records and
   completes their handles. So the parent takes the GIL twice a batch on the way to durable
   (five times in an earlier design with signing alone in the child, whose p99 at half load
-  was 9-60 ms against a few ms now; see the writer process's docstring for why that matters).
+  was 9-60 ms; see the writer process's docstring for why that matters). Sending each block
+  from the caller's thread instead of a forwarder was tried and was worse: every pipe write
+  hands the GIL to the other threads, and the caller's schedule slipped (p50 1.4-2.2 ms).
 - ``signer="thread"``: the forwarder signs (``sign`` releases the GIL) and the block log's own
   writer thread writes and fsyncs; no child process (fast to open, for tests and small tools).
 
 Where the time goes (fills, 2 cores, ``load_tests/bench_ledger.py``)
 -------------------------------------------------------------------
-The signing child costs one raw Ed25519 signature a block (about 32 us here), so the ledger
-process must stay well below that for the pair to run at the raw sign rate. Measured CPU per
-fill block in the ledger process, all threads: about 25-30 us -- block.py's one-pass
+The writer process costs one raw Ed25519 signature a block (about 32 us here) plus framing and
+its share of the writes (about 35 us in all), so the ledger process must stay below that for
+the pair to run near the raw sign rate. Measured CPU per fill block in the ledger process, all
+threads: about 23-26 us -- block.py's one-pass
 ``validate_and_encode`` about 12 us of it; the rest is the fill deltas (built without the named
 tuple's Python ``__new__``), the inline balance check, two SHA-256s and the Merkle append, the
-handle, and the forwarder and writer threads. The handles matter for garbage collection: a
+handle, and the forwarder and durable threads. The handles matter for garbage collection: a
 ``Future`` carries a ``Condition`` and lists (ten GC-tracked objects), and thousands are in
 flight at full speed; :class:`~ledger.recordlog.AppendHandle` creates them only on first use,
 which cut collections from about 6 to under 1 us a block. A plain ``dict`` payload is not
@@ -99,7 +102,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -122,6 +125,7 @@ from ledger.recordlog import (
     RecordLogError,
     RecoveryReport,
     fsync_directory,
+    write_all,
 )
 from ledger.writer_process import WriterProcess, WriterProcessError
 
@@ -390,7 +394,8 @@ _STATE_MAGIC = b"ABSLST01"
 _STATE_HEADER = struct.Struct("<8sQQQQ")
 _STATE_MAC_SIZE = 32
 _STATE_MAC_CONTEXT = b"abs-venue ledger state file v1\x00"
-_STATE_WRITE_SLICE_BYTES = 256 * 1024
+_STATE_PIECE_BYTES = 256 * 1024
+_STATE_PAUSE_SECONDS = 0.002
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,7 +414,7 @@ class _LedgerState:
     balances: dict[tuple[str, str], int]
     trade_ids: list[str]
     trade_heights: array
-    leaf_hashes: bytes  # size x 32 bytes, leaf order
+    leaf_hashes: bytes | bytearray  # size x 32 bytes, leaf order
 
 
 def _state_mac_key(signing_key: Ed25519PrivateKey) -> bytes:
@@ -423,6 +428,12 @@ def _state_mac_key(signing_key: Ed25519PrivateKey) -> bytes:
 
 def _encode_state(state: _LedgerState, mac_key: bytes) -> bytes:
     """The state file's bytes: header, metadata JSON, trade ids, heights, leaves, HMAC."""
+    return b"".join(_state_pieces(state, mac_key))
+
+
+def _state_pieces(state: _LedgerState, mac_key: bytes) -> Iterator[bytes]:
+    """The state file's bytes in pieces of about ``_STATE_PIECE_BYTES``, each cheap to make,
+    so that a saver can pause between them (see ``Ledger._save_state``)."""
     meta = json.dumps(
         {
             "balances": [[account, asset, amount] for (account, asset), amount in
@@ -435,15 +446,29 @@ def _encode_state(state: _LedgerState, mac_key: bytes) -> bytes:
         sort_keys=True,
         separators=(",", ":"),
     ).encode("ascii")  # fmt: skip
-    trade_ids = "\n".join(state.trade_ids).encode("ascii")  # names never hold a newline
-    heights = array("Q", state.trade_heights)
-    if sys.byteorder != "little":
-        heights.byteswap()
-    header = _STATE_HEADER.pack(
-        _STATE_MAGIC, state.size, len(meta), len(trade_ids), len(state.trade_ids)
-    )
-    body = b"".join((header, meta, trade_ids, heights.tobytes(), state.leaf_hashes))
-    return body + hmac.new(mac_key, body, sha256).digest()
+    trade_ids = state.trade_ids  # names are ASCII and never hold a newline
+    ids_length = sum(map(len, trade_ids)) + max(0, len(trade_ids) - 1)
+    header = _STATE_HEADER.pack(_STATE_MAGIC, state.size, len(meta), ids_length, len(trade_ids))
+    mac = hmac.new(mac_key, digestmod=sha256)
+
+    def pieces() -> Iterator[bytes]:
+        yield header + meta
+        step = _STATE_PIECE_BYTES // 16  # trade ids are about 10-16 bytes
+        for start in range(0, len(trade_ids), step):
+            text = "\n".join(trade_ids[start : start + step])
+            yield (text if start == 0 else "\n" + text).encode("ascii")
+        heights = array("Q", state.trade_heights)
+        if sys.byteorder != "little":
+            heights.byteswap()
+        yield heights.tobytes()
+        leaves = state.leaf_hashes
+        for start in range(0, len(leaves), _STATE_PIECE_BYTES):
+            yield leaves[start : start + _STATE_PIECE_BYTES]
+
+    for piece in pieces():
+        mac.update(piece)
+        yield piece
+    yield mac.digest()
 
 
 def _decode_state(data: bytes, mac_key: bytes) -> _LedgerState:
@@ -512,6 +537,10 @@ class Ledger:
         self._leaf_hashes = bytearray()
         self._balances: dict[tuple[str, str], int] = {}
         self._trade_heights: dict[str, int] = {}
+        # The same trades again, append-only in height order: the state file saves a prefix of
+        # these without holding the lock for a copy of the whole index.
+        self._trade_order: list[str] = []
+        self._trade_order_heights = array("Q")
         self._last_hash = blocks.GENESIS_PREV_HASH
         self._last_timestamp_ns = 0
         # Parallel lists in height order: the first height each key signs, and that private
@@ -640,6 +669,7 @@ class Ledger:
                 self._leaf_hashes = bytearray()
                 self._balances = {}
                 self._trade_heights = {}
+                self._trade_order, self._trade_order_heights = [], array("Q")
                 self._key_starts, self._key_history = [], []
         self._rebuild(None)
         if self._tree.size == 0:
@@ -706,9 +736,15 @@ class Ledger:
             self._leaf_hashes = bytearray(leaves)
             self._balances = dict(state.balances)
             self._trade_heights = dict(zip(state.trade_ids, state.trade_heights, strict=True))
+            self._trade_order = list(state.trade_ids)
+            self._trade_order_heights = array("Q", state.trade_heights)
             self._key_starts = list(state.key_starts)
             self._key_history = [None] * len(state.key_starts)
         tree_append, balances, trades = self._tree.append, self._balances, self._trade_heights
+        order_append, order_heights_append = (
+            self._trade_order.append,
+            self._trade_order_heights.append,
+        )
         leaves_extend = self._leaf_hashes.extend
         height = start - 1
         try:
@@ -737,6 +773,8 @@ class Ledger:
                     raise LedgerCorruptError(f"block {height}: {error}", height) from error
                 if scanned.trade_id is not None:
                     trades[scanned.trade_id] = height
+                    order_append(scanned.trade_id)
+                    order_heights_append(height)
                 if scanned.next_key_id is not None:
                     key_in_force = scanned.next_key_id
                     self._key_starts.append(height + 1)
@@ -1011,6 +1049,8 @@ class Ledger:
         block_hash = sha256(encoded).digest()
         if trade_id is not None:
             self._trade_heights[trade_id] = height
+            self._trade_order.append(trade_id)
+            self._trade_order_heights.append(height)
         leaf = leaf_hash(block_hash)
         self._tree.append(leaf)
         self._leaf_hashes += leaf
@@ -1347,9 +1387,21 @@ class Ledger:
     def _save_state(self) -> None:
         """Save the state file at the current height, once that is durable and checkpointed.
 
-        Runs in the checkpointer thread (or in ``close``). The lock is held only while the
-        height, balances and the trade index's keys and values are copied (about 1 ms per
-        100,000 trades); leaf hashes below that height never change, so they are copied after.
+        Runs in the checkpointer thread (or in ``close``), as a background task that keeps out
+        of the appends' way (measured here: a save written in one go at 50,000 blocks took
+        about 35 ms under load and was the worst stall in append-to-durable latency):
+
+        - the lock is held only to note the height, the balances and how many trades there
+          are; the trade list and leaf hashes below that are append-only, so their prefixes
+          are copied after, without it;
+        - the file is written in pieces of ``_STATE_PIECE_BYTES``, each flushed with
+          ``fdatasync`` (one flush of megabytes would make the block log's next fsync wait for
+          all of it: one journal on ext4), with a pause of ``_STATE_PAUSE_SECONDS`` after
+          each, so the GIL and the disk go to the block pipeline in between. (Measured against
+          two alternatives -- write-back started per piece with ``posix_fadvise`` and one
+          fsync at the end, or no per-piece flush at all -- this had the lowest p99, though the
+          differences were within the machine's noise.)
+
         Written to a temporary file, fsynced, renamed over the old one and the directory
         fsynced: a crash leaves the old file or the new one. A failure is logged, not fatal:
         the file only speeds up opening.
@@ -1361,8 +1413,7 @@ class Ledger:
             mac_key = _state_mac_key(self._signing_key)
             key_starts = list(self._key_starts)
             balances = dict(self._balances)
-            trade_ids = list(self._trade_heights)
-            trade_heights = list(self._trade_heights.values())
+            trade_count = len(self._trade_order)
         try:
             self._blocks.wait_durable(size)
             if self._covered_size < size:
@@ -1376,22 +1427,17 @@ class Ledger:
                 key_in_force=key_in_force,
                 key_starts=key_starts,
                 balances=balances,
-                trade_ids=trade_ids,
-                trade_heights=array("Q", trade_heights),
-                leaf_hashes=bytes(self._leaf_hashes[: size * HASH_SIZE]),
+                trade_ids=self._trade_order[:trade_count],
+                trade_heights=self._trade_order_heights[:trade_count],
+                leaf_hashes=self._leaf_hashes[: size * HASH_SIZE],
             )
-            data = _encode_state(state, mac_key)
             temporary = self.directory / (STATE_FILE_NAME + ".tmp")
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                # In flushed slices: one fsync of the whole file (megabytes) would make the
-                # block log's next fsync wait for all of it (one journal on ext4), a stall
-                # in append-to-durable latency; a slice costs it about a millisecond at most.
-                view = memoryview(data)
-                while view:
-                    written = os.write(fd, view[:_STATE_WRITE_SLICE_BYTES])
-                    view = view[written:]
+                for piece in _state_pieces(state, mac_key):
+                    write_all(fd, piece)
                     os.fdatasync(fd)
+                    time.sleep(_STATE_PAUSE_SECONDS)
                 os.fsync(fd)
             finally:
                 os.close(fd)

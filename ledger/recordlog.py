@@ -109,6 +109,7 @@ __all__ = [
     "WrittenRun",
     "frame_record",
     "fsync_directory",
+    "write_all",
 ]
 
 logger = logging.getLogger(__name__)
@@ -538,7 +539,7 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     """``os.write`` until every byte is written (a short write is legal for regular files)."""
     view = memoryview(data)
     while view:
@@ -600,7 +601,7 @@ class SegmentWriter:
         path = directory / segment_file_name(first_record_number)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         try:
-            _write_all(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, first_record_number))
+            write_all(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, first_record_number))
             os.fsync(fd)
             fsync_directory(directory)
         except BaseException:
@@ -635,7 +636,7 @@ class SegmentWriter:
     ) -> None:
         if not run:
             return
-        _write_all(self._fd, b"".join(run))
+        write_all(self._fd, b"".join(run))
         os.fsync(self._fd)
         self._size = new_size
         self._next_number += len(run)
@@ -791,7 +792,7 @@ class RecordLog:
             if scan.valid_end < SEGMENT_HEADER.size:
                 # Torn segment header: rewrite it whole.
                 os.ftruncate(fd, 0)
-                _write_all(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, scan.first_record_number))
+                write_all(fd, SEGMENT_HEADER.pack(SEGMENT_MAGIC, scan.first_record_number))
             else:
                 os.ftruncate(fd, scan.valid_end)
             os.fsync(fd)
@@ -910,13 +911,22 @@ class RecordLog:
             if not self._detached:
                 raise RecordLogError("note_written is for a detached log")
             last = self._segments[-1]
-            starts_segment = run.segment_first != last.first_record_number
-            continues = (
-                run.segment_first == self._durable_count
-                if starts_segment
-                else bool(run.offsets) and run.offsets[0] == last.size
+            if run.segment_first != last.first_record_number:  # the run starts a new segment
+                continues = run.segment_first == self._durable_count
+                start = SEGMENT_HEADER.size
+            else:
+                continues, start = True, last.size
+            # Records back to back from where the segment ends, each at least a frame header.
+            ends = [*run.offsets[1:], run.size]
+            exact = (
+                bool(run.offsets)
+                and run.offsets[0] == start
+                and all(
+                    end - offset >= RECORD_HEADER.size
+                    for offset, end in zip(run.offsets, ends, strict=True)
+                )
             )
-            if not continues or not run.offsets or run.size < run.offsets[-1]:
+            if not (continues and exact):
                 raise RecordLogError(
                     f"written run (segment {run.segment_first}, {len(run.offsets)} records) "
                     f"does not continue the log at record {self._durable_count}"

@@ -793,11 +793,6 @@ def test_note_written_refuses_a_run_that_does_not_continue_the_log(tmp_path: Pat
         assert [payload for _, payload in reopened.records()] == items + big
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RecordLog.note_written checks only the record number of a run that starts a new "
-    "segment, not that its first record sits right after the segment header",
-)
 def test_note_written_refuses_a_new_segment_whose_first_record_is_not_after_the_header(
     tmp_path: Path,
 ) -> None:
@@ -808,6 +803,11 @@ def test_note_written_refuses_a_new_segment_whose_first_record_is_not_after_the_
         run = WrittenRun(position.next_record_number, array("Q", [offset]), offset + len(frame))
         with pytest.raises(RecordLogError):
             log.note_written(run)
+        # Offsets that go backwards, or records shorter than a frame header, are refused too.
+        start = SEGMENT_HEADER.size
+        for offsets, size in (([start, start - 6], start + 40), ([start, start + 4], start + 40)):
+            with pytest.raises(RecordLogError):
+                log.note_written(WrittenRun(position.next_record_number, array("Q", offsets), size))
         assert log.durable_count == 3
     finally:
         log.close()
