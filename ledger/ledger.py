@@ -414,7 +414,7 @@ class _LedgerState:
     balances: dict[tuple[str, str], int]
     trade_ids: list[str]
     trade_heights: array
-    leaf_hashes: bytes | bytearray  # size x 32 bytes, leaf order
+    leaf_hashes: bytes | bytearray  # size x 32 bytes (or more: see _state_pieces), leaf order
 
 
 def _state_mac_key(signing_key: Ed25519PrivateKey) -> bytes:
@@ -431,9 +431,17 @@ def _encode_state(state: _LedgerState, mac_key: bytes) -> bytes:
     return b"".join(_state_pieces(state, mac_key))
 
 
-def _state_pieces(state: _LedgerState, mac_key: bytes) -> Iterator[bytes]:
-    """The state file's bytes in pieces of about ``_STATE_PIECE_BYTES``, each cheap to make,
-    so that a saver can pause between them (see ``Ledger._save_state``)."""
+def _state_pieces(
+    state: _LedgerState, mac_key: bytes, trade_count: int | None = None
+) -> Iterator[bytes]:
+    """The state file's bytes in pieces, each cheap to make (well under a millisecond), so that
+    a saver can pause between them (see ``Ledger._save_state``); an empty piece is only a
+    pause point.
+
+    Reads only the first ``trade_count`` (default: all) trade ids and heights and the first
+    ``state.size`` leaf hashes, so a saver can pass the ledger's live, append-only containers
+    instead of copying them.
+    """
     meta = json.dumps(
         {
             "balances": [[account, asset, amount] for (account, asset), amount in
@@ -446,24 +454,29 @@ def _state_pieces(state: _LedgerState, mac_key: bytes) -> Iterator[bytes]:
         sort_keys=True,
         separators=(",", ":"),
     ).encode("ascii")  # fmt: skip
-    trade_ids = state.trade_ids  # names are ASCII and never hold a newline
-    ids_length = sum(map(len, trade_ids)) + max(0, len(trade_ids) - 1)
-    header = _STATE_HEADER.pack(_STATE_MAGIC, state.size, len(meta), ids_length, len(trade_ids))
+    trade_ids, heights = state.trade_ids, state.trade_heights  # ids: ASCII, never a newline
+    count = len(trade_ids) if trade_count is None else trade_count
+    ids_step = _STATE_PIECE_BYTES // 16  # trade ids are about 10-16 bytes
+    ranges = [(start, min(start + ids_step, count)) for start in range(0, count, ids_step)]
     mac = hmac.new(mac_key, digestmod=sha256)
 
     def pieces() -> Iterator[bytes]:
-        yield header + meta
-        step = _STATE_PIECE_BYTES // 16  # trade ids are about 10-16 bytes
-        for start in range(0, len(trade_ids), step):
-            text = "\n".join(trade_ids[start : start + step])
+        ids_length = max(0, count - 1)  # the newlines
+        for start, end in ranges:
+            ids_length += sum(map(len, trade_ids[start:end]))
+            yield b""
+        yield _STATE_HEADER.pack(_STATE_MAGIC, state.size, len(meta), ids_length, count) + meta
+        for start, end in ranges:
+            text = "\n".join(trade_ids[start:end])
             yield (text if start == 0 else "\n" + text).encode("ascii")
-        heights = array("Q", state.trade_heights)
-        if sys.byteorder != "little":
-            heights.byteswap()
-        yield heights.tobytes()
-        leaves = state.leaf_hashes
-        for start in range(0, len(leaves), _STATE_PIECE_BYTES):
-            yield leaves[start : start + _STATE_PIECE_BYTES]
+        for start, end in ranges:
+            chunk = array("Q", heights[start:end])
+            if sys.byteorder != "little":
+                chunk.byteswap()
+            yield chunk.tobytes()
+        leaves, leaves_end = state.leaf_hashes, state.size * HASH_SIZE
+        for start in range(0, leaves_end, _STATE_PIECE_BYTES):
+            yield bytes(leaves[start : min(start + _STATE_PIECE_BYTES, leaves_end)])
 
     for piece in pieces():
         mac.update(piece)
@@ -1393,7 +1406,7 @@ class Ledger:
 
         - the lock is held only to note the height, the balances and how many trades there
           are; the trade list and leaf hashes below that are append-only, so their prefixes
-          are copied after, without it;
+          are read piece by piece after, without it and without copying them whole;
         - the file is written in pieces of ``_STATE_PIECE_BYTES``, each flushed with
           ``fdatasync`` (one flush of megabytes would make the block log's next fsync wait for
           all of it: one journal on ext4), with a pause of ``_STATE_PAUSE_SECONDS`` after
@@ -1427,16 +1440,17 @@ class Ledger:
                 key_in_force=key_in_force,
                 key_starts=key_starts,
                 balances=balances,
-                trade_ids=self._trade_order[:trade_count],
-                trade_heights=self._trade_order_heights[:trade_count],
-                leaf_hashes=self._leaf_hashes[: size * HASH_SIZE],
+                trade_ids=self._trade_order,  # live and append-only: see _state_pieces
+                trade_heights=self._trade_order_heights,
+                leaf_hashes=self._leaf_hashes,
             )
             temporary = self.directory / (STATE_FILE_NAME + ".tmp")
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                for piece in _state_pieces(state, mac_key):
-                    write_all(fd, piece)
-                    os.fdatasync(fd)
+                for piece in _state_pieces(state, mac_key, trade_count):
+                    if piece:
+                        write_all(fd, piece)
+                        os.fdatasync(fd)
                     time.sleep(_STATE_PAUSE_SECONDS)
                 os.fsync(fd)
             finally:
