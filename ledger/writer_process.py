@@ -9,8 +9,9 @@ signature: each releases the GIL) has to take the GIL back afterwards, and while
 thread is busy in Python that can take up to the interpreter's switch interval (5 ms) per step.
 Measured here at half the maximum rate, the earlier pipeline (sign in a child, then frame,
 write and fsync in a parent thread: five GIL hand-offs a batch) had p50 2-3 ms and p99
-9-60 ms; with the durable path in this process the parent takes the GIL twice a batch (to send
-it, and to complete its handles) and p99 is a few milliseconds (``load_tests/bench_ledger.py``).
+9-68 ms; with the durable path in this process the parent takes the GIL twice a batch (to send
+it, and to complete its handles): p50 1-2 ms and p99 5-10 ms (``load_tests/bench_ledger.py``,
+figures in the README).
 
 The parent (:class:`ledger.ledger.Ledger`) opens and recovers the block log, then
 :meth:`~ledger.recordlog.RecordLog.detach_writer` hands appending over: this process holds the
@@ -34,11 +35,15 @@ Integers little-endian (offsets: native ``array("Q")`` bytes; both ends are this
        per run: segment_first u64, size u64, count u32, offsets count x u64
     E  length      u32       a write or fsync failed (fatal): UTF-8 message; the child exits 1
 
-Each stored record is ``encoding || signature``. The child signs whole batches, then appends
-everything it has signed with one write + one fsync per segment touched (group commit): it
-keeps reading and signing while input is waiting, up to ``COMMIT_LIMIT`` records, so the group
-grows with the load. At end of input it commits what it holds and exits 0. A batch is never
-split between two reports.
+Each stored record is ``encoding || signature``. Two threads: the main thread reads batches
+and signs them, handing signed records to the commit thread every ``HAND_OVER_EVERY`` records
+and at the end of what it has read; the commit thread appends everything handed over since its
+last group with one write + one fsync per segment touched (group commit) and reports it. Both
+``sign`` and ``fsync`` release the GIL, so signing goes on during the fsync and a group is
+whatever was signed meanwhile: it grows with the load, with no timer. (A single thread that
+kept reading and signing while input was waiting, then committed, let groups grow for 10 ms
+and more whenever signing fell only slightly behind.) At end of input the child commits what
+it holds and exits 0. A batch is never split between two reports.
 """
 
 from __future__ import annotations
