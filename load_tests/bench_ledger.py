@@ -32,7 +32,7 @@ Method
    link, signature on all cores, checkpoint and balance) ; ``verify_s = blocks / seconds``,
    ``verify_ratio = verify_s / verify_limit_s``.
 
-The run also prints CPU per block (``getrusage``) of the ledger process and of the signing
+The run also prints CPU per block (``getrusage``) of the ledger process and of the writer
 process, and the throughput those would allow with a core each: a figure that, unlike
 ``blocks_s``, does not depend on what else the machine is running.
 
