@@ -58,7 +58,6 @@ import random
 import resource
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +70,7 @@ from ledger.ledger import BlockHandle, Ledger
 
 SEED = 20240611
 SYMBOL = "IPABS-2019-1-A"
+PACING_TICK_SECONDS = 0.0005  # see paced_latencies
 PARTICIPANTS = [(f"P-IB{n}", "interbank") for n in range(4)] + [
     (f"P-EX{n}", "exchange") for n in range(4)
 ]
@@ -191,32 +191,31 @@ def throughput(ledger: Ledger, payloads: list[dict[str, Any]]) -> float:
 
 
 def paced_latencies(ledger: Ledger, payloads: list[dict[str, Any]], rate: float) -> list[float]:
-    """Append at ``rate`` blocks/s on a fixed schedule; latency from scheduled time to durable."""
+    """Append at ``rate`` blocks/s on a fixed schedule; latency from scheduled time to durable.
+
+    The client wakes ``PACING_TICK_SECONDS`` after the next block is due and sends every
+    block that is due by then, never one early: sleeping before every block (70 us apart)
+    cost ~11 us of CPU per block here, on a machine that the pipeline already keeps ~85 %
+    busy at this rate. The wait counts in the latency, which runs from the scheduled time.
+    The durable time is the handle's ``durable_at`` (stamped by the ledger as it completes the
+    handle), read after the run: no callback per block either.
+    """
     interval = 1.0 / rate
-    latencies = [0.0] * len(payloads)
-    remaining = [len(payloads)]
-    all_done = threading.Event()
-    lock = threading.Lock()
-
-    def on_durable(index: int, scheduled: float, handle: BlockHandle) -> None:
-        latencies[index] = time.perf_counter() - scheduled
-        with lock:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                all_done.set()
-
+    scheduled_times = []
+    handles: list[BlockHandle] = []
     start = time.perf_counter() + 0.01
     for index, payload in enumerate(payloads):
         scheduled = start + index * interval
         delay = scheduled - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        handle = ledger.append("fill", payload)
-        handle.add_done_callback(
-            lambda done, index=index, scheduled=scheduled: on_durable(index, scheduled, done)
-        )
-    all_done.wait()
-    return latencies
+        if delay > 0:  # not due yet: wake a tick after it is, then send all that are due
+            time.sleep(delay + PACING_TICK_SECONDS)
+        handles.append(ledger.append("fill", payload))
+        scheduled_times.append(scheduled)
+    ledger.flush()
+    return [
+        handle.durable_at - scheduled  # type: ignore[operator]
+        for handle, scheduled in zip(handles, scheduled_times, strict=True)
+    ]
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:

@@ -136,10 +136,16 @@ def test_appended_blocks_are_durable_signed_and_linked(
 ) -> None:
     with open_ledger(tmp_path, key, signer=signer) as ledger:
         seed_market(ledger)
+        before = time.perf_counter()
         handles = [ledger.append("fill", fill_payload(n)) for n in range(40)]
         assert [handle.height for handle in handles] == list(range(6, 46))
         assert [handle.result(5) for handle in handles] == list(range(6, 46))
         assert ledger.durable_count == 46
+        # Each handle is stamped when the ledger learns it is durable, in height order.
+        stamps = [handle.durable_at for handle in handles]
+        assert all(stamp is not None for stamp in stamps)
+        assert before <= stamps[0] <= stamps[-1] <= time.perf_counter()
+        assert stamps == sorted(stamps)
         previous = ledger.block(0)
         for height in range(1, 46):
             signed = ledger.block(height)
@@ -583,6 +589,7 @@ def test_blocks_in_flight_when_the_writer_process_dies_fail(
     os.kill(ledger.writer_process_id, signal.SIGKILL)
     for handle in handles:
         assert isinstance(handle.exception(5), LedgerFailedError)
+        assert handle.durable_at is None
     ledger.close()
 
 
