@@ -540,7 +540,7 @@ def fsync_directory(directory: Path) -> None:
 
 
 def write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until every byte is written (a short write is legal for regular files)."""
+    """``os.write`` until every byte is written (a write to a file or pipe may be short)."""
     view = memoryview(data)
     while view:
         written = os.write(fd, view)

@@ -62,7 +62,13 @@ from typing import NoReturn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.keys import private_key_bytes
-from ledger.recordlog import SegmentWriter, WriterPosition, WrittenRun, frame_record
+from ledger.recordlog import (
+    SegmentWriter,
+    WriterPosition,
+    WrittenRun,
+    frame_record,
+    write_all,
+)
 
 __all__ = ["WriterProcess", "WriterProcessError", "main"]
 
@@ -114,9 +120,7 @@ class WriterProcess:
     def pid(self) -> int:
         return self._process.pid
 
-    def send(
-        self, key: Ed25519PrivateKey, hashes: list[bytes], encodings: list[bytes]
-    ) -> None:
+    def send(self, key: Ed25519PrivateKey, hashes: list[bytes], encodings: list[bytes]) -> None:
         """Send one batch (blocks while the pipe is full: the child is busy)."""
         message = []
         if key is not self._key:
@@ -127,12 +131,7 @@ class WriterProcess:
         message.append(struct.pack(f"<{len(lengths)}I", *lengths))
         message.extend(hashes)
         message.extend(encodings)
-        self._write(b"".join(message))
-
-    def _write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:  # a pipe write may be partial
-            view = view[os.write(self._input_fd, view) :]
+        write_all(self._input_fd, b"".join(message))  # a pipe write may be partial
 
     def read_report(self) -> list[WrittenRun] | None:
         """The next report's runs; None at end of output (the child has exited).
@@ -244,9 +243,8 @@ def _report(runs: list[WrittenRun]) -> bytes:
 
 
 def _write_out(data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(1, view) :]
+    """Send ``data`` to the parent (stdout)."""
+    write_all(1, data)
 
 
 def _fail_fast(error: BaseException, status: int) -> NoReturn:
