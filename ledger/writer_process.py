@@ -10,8 +10,8 @@ thread is busy in Python that can take up to the interpreter's switch interval (
 Measured here at half the maximum rate, the earlier pipeline (sign in a child, then frame,
 write and fsync in a parent thread: five GIL hand-offs a batch) had p50 2-3 ms and p99
 9-68 ms; with the durable path in this process the parent takes the GIL twice a batch (to send
-it, and to complete its handles): p50 1-2 ms and p99 5-10 ms (``load_tests/bench_ledger.py``,
-figures in the README).
+it, and to complete its handles): p50 about 2 ms and p99 4-12 ms, median 6
+(``load_tests/bench_ledger.py``, figures in the README).
 
 The parent (:class:`ledger.ledger.Ledger`) opens and recovers the block log, then
 :meth:`~ledger.recordlog.RecordLog.detach_writer` hands appending over: this process holds the
