@@ -102,7 +102,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -128,6 +128,8 @@ from ledger.recordlog import (
     write_all,
 )
 from ledger.writer_process import WriterProcess, WriterProcessError
+
+DurableCallback = Callable[["BaseException | None"], None]
 
 __all__ = [
     "BLOCKS_DIRECTORY",
@@ -571,6 +573,9 @@ class Ledger:
         self._failure: LedgerFailedError | None = None
         self._closed = False
         self._last_handle: BlockHandle | None = None
+        # when_durable: (size, callback) in non-decreasing size order, released in that order
+        self._durable_waiters: deque[tuple[int, DurableCallback]] = deque()
+        self._waiters_lock = threading.Lock()
         # forwarding stage
         self._forward_ready = threading.Condition(threading.Lock())
         self._to_sign: list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]] = []
@@ -1017,6 +1022,60 @@ class Ledger:
         with self._lock:
             return self._append_locked(kind, payload, deltas)
 
+    def append_many(
+        self, entries: Iterable[tuple[str, Mapping[str, Any], Iterable[Any] | None]]
+    ) -> int:
+        """Append ``(kind, payload, deltas)`` blocks in order under one lock hold, as
+        :meth:`append` does each, without handing back a handle per block; returns the tree
+        size after the last one (pass it to :meth:`when_durable`).
+
+        A refusal raises :class:`LedgerRefusedError` with the blocks before it accepted and the
+        rest not: callers append only blocks their own state machine has already checked, so
+        for them a refusal is a bug, not an input error.
+        """
+        with self._lock:
+            for kind, payload, deltas in entries:
+                if kind in ("genesis", "key_rotation"):
+                    raise LedgerRefusedError(
+                        f"{kind} blocks are written by the ledger itself", "ledger.bad_kind"
+                    )
+                if type(payload) is not dict:
+                    payload = dict(payload)
+                self._append_locked(kind, payload, deltas)
+            return self._tree.size
+
+    def when_durable(self, size: int, callback: DurableCallback) -> None:
+        """Call ``callback(None)`` once blocks ``0 .. size - 1`` are durable, or
+        ``callback(failure)`` if the ledger fails first: one notification for a whole batch of
+        blocks instead of a handle each.
+
+        Successive calls must not decrease ``size`` (callbacks are released in call order). The
+        callback runs in the ledger's durability thread, or at once in the caller's if the
+        blocks are durable already; it must be quick and must not append.
+        """
+        with self._waiters_lock:
+            failure = self._failure
+            if failure is None and self.durable_count < size:
+                self._durable_waiters.append((size, callback))
+                return
+        callback(failure if failure is not None and self.durable_count < size else None)
+
+    def _release_waiters(self) -> None:
+        """Run the :meth:`when_durable` callbacks that the durable count (or a failure)
+        now answers, in order."""
+        ready = []
+        with self._waiters_lock:
+            waiters = self._durable_waiters
+            durable = self.durable_count
+            failure = self._failure
+            while waiters and (failure is not None or waiters[0][0] <= durable):
+                ready.append(waiters.popleft())
+        for size, callback in ready:
+            try:
+                callback(failure if size > durable else None)
+            except Exception:  # a caller's bug must not stop durability for everyone else
+                logger.exception("ledger durability callback failed")
+
     def _append_locked(
         self,
         kind: str,
@@ -1296,6 +1355,7 @@ class Ledger:
         for handle in (*taken, *queued, *awaited):
             if not handle.done():
                 handle.set_exception(self._failure)
+        self._release_waiters()
 
     def _take_sign_batch(self) -> list[tuple[BlockHandle, bytes, bytes, Ed25519PrivateKey]]:
         """Up to ``SIGN_BATCH_LIMIT`` queued blocks that share one signing key."""
@@ -1330,11 +1390,14 @@ class Ledger:
             self._fail(error)
             for handle in handles:
                 handle.set_exception(self._failure)
+            self._release_waiters()
             return
         now = time.perf_counter()
         for handle in handles:
             handle.durable_at = now
             handle.set_result(handle.record_number)
+        if self._durable_waiters:
+            self._release_waiters()
         with self._checkpoint_wakeup:
             if self._oldest_uncovered_ns is None:  # start the T ms clock now
                 self._oldest_uncovered_ns = time.monotonic_ns()

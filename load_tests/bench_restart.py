@@ -40,7 +40,7 @@ from ledger.ledger import Ledger  # noqa: E402
 from ledger.recordlog import RecordLog  # noqa: E402
 from venue.core.commands import Deposit, PlaceOrder  # noqa: E402
 from venue.core.exchange import Exchange  # noqa: E402
-from venue.core.sequencer import encode_journal_record  # noqa: E402
+from venue.core.journal import encode_record  # noqa: E402
 from venue.core.snapshots import write_snapshot  # noqa: E402
 from venue.domain import demo  # noqa: E402
 from venue.domain.pricing import FeeSchedule  # noqa: E402
@@ -71,7 +71,7 @@ class Builder:
         self.ts += 1_000
         outcome = self.exchange.apply(command, self.ts)
         self.last_journal = self.journal.append(
-            encode_journal_record(outcome.seq, self.ts, command)
+            encode_record(outcome.seq, self.ts, command)
         )
         for entry in outcome.ledger_entries:
             self.last_block = self.ledger.append(entry.kind, entry.payload, entry.deltas)

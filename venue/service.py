@@ -48,9 +48,9 @@ from venue.core.commands import (
     ExpireDay,
     ListInstrument,
     RollCouponPeriod,
-    command_from_record,
 )
 from venue.core.exchange import CHINA_STANDARD_TIME, Exchange, LedgerEntry, trade_date
+from venue.core.journal import JournalRecordError, decode_record
 from venue.core.sequencer import Sequencer
 from venue.core.snapshots import load_latest_snapshot
 from venue.domain import demo
@@ -252,15 +252,16 @@ class Venue:
         exchange.emit_events = False
         handles = []
         for number, data in journal.records(start=exchange.seq):
-            record = json.loads(data)
-            if record["seq"] != number + 1 or record["seq"] != exchange.seq + 1:
-                raise RecoveryError(f"journal record {number} has seq {record['seq']}")
             try:
-                outcome = exchange.apply(command_from_record(record), record["ts"])
+                seq, ts, command = decode_record(data)
+            except JournalRecordError as exc:
+                raise RecoveryError(f"journal record {number}: {exc}") from None
+            if seq != number + 1 or seq != exchange.seq + 1:
+                raise RecoveryError(f"journal record {number} has seq {seq}")
+            try:
+                outcome = exchange.apply(command, ts)
             except VenueError as exc:
-                raise RecoveryError(
-                    f"journal seq {record['seq']} no longer applies: {exc}"
-                ) from exc
+                raise RecoveryError(f"journal seq {seq} no longer applies: {exc}") from exc
             replayed += 1
             for entry in outcome.ledger_entries:
                 if next_height < ledger_blocks:

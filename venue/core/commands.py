@@ -21,9 +21,10 @@ class Command:
     TYPE: ClassVar[str] = ""
 
     def to_record(self) -> dict[str, Any]:
+        """``{"type": TYPE, field: value, ...}``: the journal record without seq and ts."""
         record = {"type": self.TYPE}
-        for field in dataclasses.fields(self):
-            record[field.name] = getattr(self, field.name)
+        for name in field_names(type(self)):
+            record[name] = getattr(self, name)
         return record
 
 
@@ -161,8 +162,18 @@ COMMAND_TYPES: dict[str, type[Command]] = {
 }
 
 
+_FIELD_NAMES: dict[type[Command], tuple[str, ...]] = {}
+
+
+def field_names(cls: type[Command]) -> tuple[str, ...]:
+    """The command class's field names, in order (cached: journaling asks for every command)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(field.name for field in dataclasses.fields(cls))
+    return names
+
+
 def command_from_record(record: dict[str, Any]) -> Command:
     """Rebuild a command from its journal record (extra keys such as seq/ts are ignored)."""
     cls = COMMAND_TYPES[record["type"]]
-    names = [field.name for field in dataclasses.fields(cls)]
-    return cls(**{name: record[name] for name in names if name in record})
+    return cls(**{name: record[name] for name in field_names(cls) if name in record})

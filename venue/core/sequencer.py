@@ -1,18 +1,25 @@
 """The single writer: every command passes through here, in one order, exactly once.
 
-Pipeline for one command (the picture in the README):
+Commands are taken in **batches**, as the LMAX and exchange-core sequencers do: whatever is
+waiting at intake when the sequencer comes round is one batch (the picture in the README).
 
-1. ``exchange.apply`` (synchronous, on the event loop): validation, risk, matching and settlement
-   computed against the in-memory state. A refusal raises ``VenueError`` and changes nothing; it
-   is not journaled.
-2. The command, stamped with its sequence number and time, is appended to the journal. Appends from
-   many concurrent callers are group-committed by the journal's writer thread (one write, one
-   fsync).
-3. Stage one waits, in sequence order, for the journal record to be durable, then appends the
-   command's ledger blocks (fills, deposits, ...). Blocks are therefore only ever written for
-   commands that are already in the journal: after a crash the journal is never behind the ledger.
-4. Stage two waits for those blocks to be durable, then publishes the command's events and
-   acknowledges the caller. Nothing is reported to anyone before it is durable in both logs.
+1. ``exchange.apply`` for each command of the batch in turn, on the event loop (validation,
+   risk, matching and settlement against the in-memory state). A refusal raises ``VenueError``
+   having changed nothing and is not journaled.
+2. The batch's journal records (each command stamped with its sequence number and time) are
+   handed to the journal in one call: one write and one fsync, group-committed with any other
+   batch queued behind it.
+3. In the journal's writer thread, once those records are durable, all the batch's ledger blocks
+   are appended in one call (so a block is only ever written for a command already in the
+   journal: after a crash the journal is never behind the ledger), and the ledger is asked for
+   one notification when the last of them is durable.
+4. That notification comes back to the event loop with one thread-safe call; the batch's events
+   are published and every caller answered in one pass. Batches complete strictly in sequence
+   order, so nothing is reported to anyone before it -- and everything before it -- is durable
+   in both logs. Refusals and idempotent repeats are answered in that same pass, in order.
+
+So the event loop crosses threads twice per batch (into the journal's writer thread, and back),
+not several times per command; nothing per command is a thread-safe future.
 
 Snapshots are taken at a quiet point: intake pauses, the pipeline drains (so the snapshot state,
 the journal and the ledger all describe the same seq), an independent copy of the state is taken,
@@ -25,15 +32,17 @@ command fails with ``state.venue_unavailable`` and ``failed`` is set so the serv
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from venue.core.commands import Command
-from venue.core.exchange import Exchange, Outcome
+from venue.core.journal import encode_record
 from venue.core.snapshots import write_snapshot
 from venue.errors import VenueError
 
@@ -41,20 +50,32 @@ log = logging.getLogger(__name__)
 
 EventListener = Callable[[list[dict[str, Any]]], None]
 
+# Commands journaled but not yet answered beyond which intake waits for the pipeline to drain:
+# memory stays bounded however fast callers submit.
+MAX_IN_FLIGHT = 32_768
 
-def encode_journal_record(seq: int, ts: int, command: Command) -> bytes:
-    record = command.to_record()
-    record["seq"] = seq
-    record["ts"] = ts
-    return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
+
+@dataclass(slots=True)
+class _Batch:
+    """One pass of the sequencer: the answers owed, and what it journals and settles."""
+
+    answers: list[tuple[asyncio.Future, Any]]  # (caller's future, result or VenueError)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ledger_entries: list[tuple[str, dict, list]] = field(default_factory=list)
+    journaled: int = 0
+    durable: bool = False
+
+
+def _unavailable(message: str) -> VenueError:
+    return VenueError("state.venue_unavailable", message)
 
 
 class Sequencer:
-    """Orders commands, makes them durable, then acknowledges and publishes them."""
+    """Orders commands, makes them durable in batches, then acknowledges and publishes them."""
 
     def __init__(
         self,
-        exchange: Exchange,
+        exchange: Any,
         journal: Any,
         ledger: Any,
         *,
@@ -71,40 +92,42 @@ class Sequencer:
         self.failed = asyncio.Event()
         self.failure: BaseException | None = None
         self._listeners: list[EventListener] = []
-        self._intake = asyncio.Lock()
-        self._journaled: asyncio.Queue = asyncio.Queue()
-        self._settled: asyncio.Queue = asyncio.Queue()
-        self._in_flight = 0
+        self._intake: list[tuple[Command, asyncio.Future]] = []
+        self._wakeup = asyncio.Event()
+        self._batches: deque[_Batch] = deque()  # journaled, not yet answered, in seq order
+        self._in_flight = 0  # journaled commands not yet answered
         self._drained = asyncio.Event()
         self._drained.set()
+        self._stopping = False
         self._since_snapshot = 0
         self._last_ts = 0
-        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
         self._snapshot_task: asyncio.Task | None = None
+        self.batches_run = 0  # how many batches have been applied (for tests and metrics)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._journal_stage(), name="sequencer-journal-stage"),
-            asyncio.create_task(self._ledger_stage(), name="sequencer-ledger-stage"),
-        ]
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._run(), name="sequencer")
 
     async def stop(self, *, snapshot: bool = True) -> None:
-        """Drain what is in flight, optionally snapshot, and stop the stages."""
-        async with self._intake:
-            await self._drained.wait()
-            if self._snapshot_task is not None:
-                await self._snapshot_task  # one snapshot writer at a time
-            if snapshot and not self.failed.is_set() and self._since_snapshot:
-                self._start_snapshot()
+        """Refuse new commands, finish those already taken in, optionally snapshot, stop."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._drained.wait()
+        if self._snapshot_task is not None:
+            await self._snapshot_task  # one snapshot writer at a time
+        if snapshot and not self.failed.is_set() and self._since_snapshot:
+            self._start_snapshot()
         if self._snapshot_task is not None:
             await self._snapshot_task
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def subscribe(self, listener: EventListener) -> None:
-        """Call ``listener(events)`` for each command's events once they are durable."""
+        """Call ``listener(events)`` once events are durable: the events of one or more
+        consecutive commands, in sequence order."""
         self._listeners.append(listener)
 
     @property
@@ -115,93 +138,164 @@ class Sequencer:
     async def submit(self, command: Command) -> Any:
         """Run ``command``; return its result once durable, or raise ``VenueError``."""
         if self.failed.is_set():
-            raise VenueError("state.venue_unavailable", "the venue has stopped after a failure")
-        async with self._intake:
-            # Timestamps never go backwards, so replay and trade dates are monotonic.
-            ts = max(self.clock(), self._last_ts + 1)
-            outcome = self.exchange.apply(command, ts)
-            if not outcome.journaled:
-                return outcome.result
-            self._last_ts = ts
-            acknowledged = asyncio.get_running_loop().create_future()
-            try:
-                durable = self.journal.append(encode_journal_record(outcome.seq, ts, command))
-            except BaseException as exc:
-                # The state already moved; without its journal record it must not go on.
-                self._fail(exc)
-                raise VenueError("state.venue_unavailable", "journal append failed") from exc
-            self._in_flight += 1
-            self._drained.clear()
-            self._journaled.put_nowait((durable, outcome, acknowledged))
-            self._since_snapshot += 1
+            raise _unavailable("the venue has stopped after a failure")
+        if self._stopping:
+            raise _unavailable("the venue is shutting down")
+        future = self._loop.create_future()
+        self._intake.append((command, future))
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        """Take whatever waits at intake as one batch, again and again."""
+        while True:
+            if not self._intake:
+                if self._stopping or self.failed.is_set():
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if self._in_flight >= MAX_IN_FLIGHT:
+                await self._drained.wait()
+            batch, self._intake = self._intake, []
+            if self.failed.is_set():
+                self._refuse(batch)
+                continue
+            self._run_batch(batch)
             if self._since_snapshot >= self.snapshot_every and (
                 self._snapshot_task is None or self._snapshot_task.done()
             ):
                 await self._drained.wait()
                 self._start_snapshot()
-        return await acknowledged
+            # Let callers and completions run before the next batch forms.
+            await asyncio.sleep(0)
 
-    # -- pipeline stages ---------------------------------------------------------------------
-    async def _journal_stage(self) -> None:
-        while True:
-            durable, outcome, acknowledged = await self._journaled.get()
+    def _run_batch(self, taken: list[tuple[Command, asyncio.Future]]) -> None:
+        """Apply each command in order, then journal the batch with one append."""
+        self.batches_run += 1
+        exchange = self.exchange
+        clock = self.clock
+        batch = _Batch([])
+        answers = batch.answers
+        records = []
+        for command, future in taken:
+            # Timestamps never go backwards, so replay and trade dates are monotonic.
+            ts = max(clock(), self._last_ts + 1)
             try:
-                await asyncio.wrap_future(durable)
-                handles = [
-                    self.ledger.append(entry.kind, entry.payload, entry.deltas)
-                    for entry in outcome.ledger_entries
-                ]
-            except BaseException as exc:
+                outcome = exchange.apply(command, ts)
+            except VenueError as refusal:
+                answers.append((future, refusal))
+                continue
+            except BaseException as exc:  # a bug: the state may have half moved
                 self._fail(exc)
-                handles = []
-            self._settled.put_nowait((handles, outcome, acknowledged))
-
-    async def _ledger_stage(self) -> None:
-        while True:
-            handles, outcome, acknowledged = await self._settled.get()
-            try:
-                if self.failure is not None:
-                    raise self.failure
-                for handle in handles:
-                    await asyncio.wrap_future(handle)
-            except BaseException as exc:
-                self._fail(exc)
-                if not acknowledged.done():
-                    acknowledged.set_exception(
-                        VenueError("state.venue_unavailable", "the venue failed before durability")
-                    )
-            else:
-                self._publish(outcome)
-                if not acknowledged.done():
-                    acknowledged.set_result(outcome.result)
-            finally:
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._drained.set()
-
-    def _publish(self, outcome: Outcome) -> None:
-        if not outcome.events:
+                self._refuse(taken)  # none of this batch is journaled: none may succeed
+                return
+            answers.append((future, outcome.result))
+            if not outcome.journaled:
+                continue
+            self._last_ts = ts
+            records.append(encode_record(outcome.seq, ts, command))
+            batch.ledger_entries.extend(
+                (entry.kind, entry.payload, entry.deltas) for entry in outcome.ledger_entries
+            )
+            batch.events.extend(outcome.events)
+        batch.journaled = len(records)
+        self._batches.append(batch)
+        if not records:
+            batch.durable = True
+            self._answer_ready()
             return
+        self._in_flight += len(records)
+        self._since_snapshot += len(records)
+        self._drained.clear()
+        try:
+            self.journal.append_batch(records, partial(self._on_journaled, batch))
+        except BaseException as exc:
+            # The state already moved; without its journal records it must not go on.
+            self._fail(exc)
+
+    # -- completion (journal writer thread, ledger durability thread, then the event loop) ---
+    def _on_journaled(self, batch: _Batch, _first: int, _count: int, error: Any) -> None:
+        """Journal writer thread: the batch's records are durable (or failed)."""
+        if error is not None or self.failure is not None:
+            self._loop.call_soon_threadsafe(self._on_settled, batch, error or self.failure)
+            return
+        try:
+            if batch.ledger_entries:
+                size = self.ledger.append_many(batch.ledger_entries)
+                self.ledger.when_durable(size, partial(self._settled_from_thread, batch))
+                return
+        except BaseException as exc:
+            self._loop.call_soon_threadsafe(self._on_settled, batch, exc)
+            return
+        self._loop.call_soon_threadsafe(self._on_settled, batch, None)
+
+    def _settled_from_thread(self, batch: _Batch, error: BaseException | None) -> None:
+        self._loop.call_soon_threadsafe(self._on_settled, batch, error)
+
+    def _on_settled(self, batch: _Batch, error: BaseException | None) -> None:
+        """Event loop: the batch is durable in both logs (or the venue failed)."""
+        if error is not None:
+            self._fail(error)
+            return
+        batch.durable = True
+        self._answer_ready()
+
+    def _answer_ready(self) -> None:
+        """Publish and answer every durable batch at the head of the queue, in order."""
+        batches = self._batches
+        while batches and batches[0].durable:
+            batch = batches.popleft()
+            if batch.events:
+                self._publish(batch.events)
+            for future, answer in batch.answers:
+                if future.done():  # the caller gave up waiting
+                    continue
+                if isinstance(answer, VenueError):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)
+            self._in_flight -= batch.journaled
+        if self._in_flight == 0:
+            self._drained.set()
+
+    def _publish(self, events: list[dict[str, Any]]) -> None:
         for listener in self._listeners:
             try:
-                listener(outcome.events)
+                listener(events)
             except Exception:  # a broken subscriber must never stall the venue
                 log.exception("event listener failed")
 
+    def _refuse(self, taken: list[tuple[Command, asyncio.Future]]) -> None:
+        for _command, future in taken:
+            if not future.done():
+                future.set_exception(_unavailable("the venue has stopped after a failure"))
+
     def _fail(self, exc: BaseException) -> None:
+        """Enter the failed state: nothing pending is answered with success, ever."""
         if self.failure is None:
             self.failure = exc
             log.critical("venue failed; refusing further commands: %r", exc)
             self.failed.set()
+        while self._batches:
+            batch = self._batches.popleft()
+            for future, _answer in batch.answers:
+                if not future.done():
+                    future.set_exception(_unavailable("the venue failed before durability"))
+        self._refuse(self._intake)
+        self._intake = []
+        self._in_flight = 0
+        self._drained.set()
+        self._wakeup.set()
 
     # -- snapshots ---------------------------------------------------------------------------
     def _start_snapshot(self) -> None:
         """Capture the state at a drained point, then write it without holding up intake.
 
-        The caller holds the intake lock and has waited for the pipeline to drain, so the state,
-        the journal and the ledger all stand at the same seq. ``exchange.snapshot()`` returns an
-        independent copy (new lists and dicts throughout), so commands may run again while a
-        worker thread serialises and fsyncs it.
+        The caller has waited for the pipeline to drain, so the state, the journal and the
+        ledger all stand at the same seq. ``exchange.snapshot()`` returns an independent copy
+        (new lists and dicts throughout), so commands may run again while a worker thread
+        serialises and fsyncs it.
         """
         if self.failed.is_set():
             return
