@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from venue.core.integrity import IntegrityError
+
 OPEN_STATUSES = frozenset({"new", "partially_filled"})
 FINAL_STATUSES = frozenset({"filled", "canceled", "rejected", "expired"})
 
@@ -46,7 +48,8 @@ class Order:
         return self.status in OPEN_STATUSES
 
     def record_fill(self, trade_id: str, price: int, qty: int, ts: int) -> None:
-        assert self.is_open and 0 < qty <= self.leaves_qty
+        if not (self.status in OPEN_STATUSES and 0 < qty <= self.leaves_qty):
+            raise IntegrityError(f"order {self.order_id} cannot fill {qty} ({self.status})")
         self.cum_qty += qty
         self.leaves_qty -= qty
         self.notional_ticks += price * qty
@@ -56,7 +59,8 @@ class Order:
         self.fills.append(trade_id)
 
     def close(self, status: str, reason: str | None, ts: int) -> None:
-        assert status in FINAL_STATUSES
+        if status not in FINAL_STATUSES:
+            raise IntegrityError(f"{status!r} is not a final order status")
         self.status = status
         self.reason = reason
         self.leaves_qty = 0

@@ -61,7 +61,7 @@ class _Batch:
 
     answers: list[tuple[asyncio.Future, Any]]  # (caller's future, result or VenueError)
     events: list[dict[str, Any]] = field(default_factory=list)
-    ledger_entries: list[tuple[str, dict, list]] = field(default_factory=list)
+    ledger_entries: list[tuple[str, dict, Any]] = field(default_factory=list)
     journaled: int = 0
     durable: bool = False
 
@@ -195,9 +195,7 @@ class Sequencer:
                 continue
             self._last_ts = ts
             records.append(encode_record(outcome.seq, ts, command))
-            batch.ledger_entries.extend(
-                (entry.kind, entry.payload, entry.deltas) for entry in outcome.ledger_entries
-            )
+            batch.ledger_entries.extend(outcome.ledger_entries)
             batch.events.extend(outcome.events)
         batch.journaled = len(records)
         self._batches.append(batch)
