@@ -1,7 +1,8 @@
 """Walk the transparency-dev/merkle RFC 6962 proof vectors in place and check every one.
 
-The vectors live in ``../shared/data/rfc6962/testdata`` beside the repository (see its README).
-One test walks all files and reports every failure together rather than stopping at the first.
+The vectors are in ``tests/ledger/testdata`` (unchanged upstream files, Apache-2.0; see the README
+and LICENSE there). One test walks all files and reports every failure together rather than
+stopping at the first.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from ledger.hasher import leaf_hash
 from ledger.proof import MerkleTree, ProofError, verify_consistency, verify_inclusion
 
-VECTORS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "rfc6962" / "testdata"
+VECTORS = Path(__file__).resolve().parent / "testdata"
 
 # The eight leaves of the RFC 6962 test data, used by every happy path.
 RFC_LEAVES = [
@@ -66,7 +67,7 @@ def _check(kind: str, case: dict) -> str | None:
 
 
 def test_vectors_directory_is_present() -> None:
-    assert VECTORS.is_dir(), f"shared RFC 6962 vectors missing at {VECTORS}"
+    assert VECTORS.is_dir(), f"RFC 6962 vectors missing at {VECTORS}"
 
 
 def test_every_vector() -> None:
