@@ -69,6 +69,7 @@ from ledger.block import (
     decode_signed_block,
 )
 from ledger.checkpoint import Checkpoint, CheckpointError, parse_checkpoint, verify_checkpoint
+from ledger.errors import LedgerError
 from ledger.hasher import EMPTY_ROOT, LEAF_PREFIX, leaf_hash, node_hash
 from ledger.keys import KeyFileError, key_id, load_public_key, public_key_from_text
 from ledger.ledger import BLOCKS_DIRECTORY, CHECKPOINTS_DIRECTORY
@@ -514,7 +515,8 @@ class _Verifier:
         if report.genesis is not None:
             self.genesis_key, self.origin = report.genesis
         if report.end_key != self.current_key:
-            assert report.end_key is not None
+            if report.end_key is None:  # a clean chunk always ends under a key
+                raise LedgerError("a clean chunk ends with no key in force", "ledger.internal")
             self.current_key = report.end_key
             self.current_key_id = key_id(report.end_key)
         self.previous_hash = report.last_hash
@@ -608,7 +610,8 @@ class _Verifier:
             checkpoint_size, note, number = self.parsed[self.next_checkpoint]
             self.next_checkpoint += 1
             height = max(checkpoint_size - 1, 0)
-            assert self.current_key is not None
+            if self.current_key is None:  # checkpoints are checked after genesis, never before
+                raise LedgerError("checkpoint check before any key", "ledger.internal")
             try:
                 key = Ed25519PublicKey.from_public_bytes(self.current_key)
                 checkpoint = verify_checkpoint(note, key, origin=self.origin)

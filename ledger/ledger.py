@@ -113,6 +113,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger import block as blocks
 from ledger.block import Block, BlockError, Delta, SignedBlock, decode_signed_block
 from ledger.checkpoint import CheckpointError, make_checkpoint, parse_checkpoint, sign_checkpoint
+from ledger.errors import (
+    LedgerClosedError,
+    LedgerCorruptError,
+    LedgerError,
+    LedgerFailedError,
+    LedgerRefusedError,
+)
 from ledger.hasher import HASH_SIZE, leaf_hash
 from ledger.keys import key_id, private_key_bytes, public_key_bytes, public_key_to_text
 from ledger.proof import MerkleTree, ProofError
@@ -155,78 +162,6 @@ SIGN_BATCH_LIMIT = 512
 # After a crash of the venue, its writer process commits what it holds and exits once it sees
 # its input end; opening the ledger meanwhile waits up to this long for the block log's lock.
 WRITER_EXIT_WAIT_SECONDS = 5.0
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-
-
-class LedgerError(Exception):
-    """Base of ledger errors; ``code`` is stable and machine-readable."""
-
-    code = "ledger.error"
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-
-class LedgerRefusedError(LedgerError):
-    """A block was refused before anything was written; the ledger is unchanged.
-
-    ``code`` is ``ledger.<reason>`` (e.g. ``ledger.negative_balance``, ``ledger.not_conserved``,
-    ``ledger.not_dvp``, ``ledger.bad_field``, ``ledger.bad_payload``, ``ledger.duplicate_trade``,
-    ``ledger.bad_kind``); ``block_code`` keeps the ``block.*`` code when the rule is block.py's.
-    """
-
-    code = "ledger.refused"
-
-    def __init__(self, message: str, code: str, block_code: str | None = None) -> None:
-        super().__init__(message, code)
-        self.block_code = block_code
-
-    @classmethod
-    def from_block_error(cls, error: BlockError) -> LedgerRefusedError:
-        reason = error.code.split(".", 1)[-1]
-        return cls(error.message, f"ledger.{reason}", error.code)
-
-
-class LedgerCorruptError(LedgerError):
-    """The stored ledger is damaged (not a torn tail); it is refused, never repaired.
-
-    ``path``/``offset`` locate the damage when the record log found it; ``height`` names the
-    block.
-    """
-
-    code = "ledger.corrupt"
-
-    def __init__(
-        self, message: str, height: int, path: str | None = None, offset: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.height = height
-        self.path = path
-        self.offset = offset
-
-    @classmethod
-    def from_record_log(cls, error: RecordLogCorruptError) -> LedgerCorruptError:
-        """The block log's record number is the block height."""
-        return cls(
-            f"block {error.record_number}: {error}", error.record_number, error.path, error.offset
-        )
-
-
-class LedgerFailedError(LedgerError):
-    """A write, fsync or the signer failed; the ledger accepts nothing more until reopened."""
-
-    code = "ledger.write_failed"
-
-
-class LedgerClosedError(LedgerError):
-    """The ledger was closed."""
-
-    code = "ledger.closed"
 
 
 class BlockHandle(AppendHandle):
@@ -1326,7 +1261,8 @@ class Ledger:
         that is the normal end; at any other time, or with blocks still awaited, it is fatal.
         """
         writer = self._writer_process
-        assert writer is not None
+        if writer is None:
+            raise LedgerError("durable reader without a writer process", "ledger.internal")
         try:
             while (runs := writer.read_report()) is not None:
                 for run in runs:
@@ -1542,7 +1478,8 @@ class Ledger:
         self._check_open()
         self.flush()
         note = self._issue_checkpoint_now()
-        assert note is not None
+        if note is None:  # every appended block is durable and the ledger holds genesis
+            raise LedgerError("no checkpoint after a flush", "ledger.internal")
         return note
 
     # ---- proofs and receipts ------------------------------------------------------------

@@ -504,7 +504,8 @@ class _PendingAppend:
             except Exception:  # a caller's bug must not stop the writer or other completions
                 logger.exception("record log durability callback failed")
             return
-        assert self.handles is not None
+        if self.handles is None:
+            raise RecordLogError("internal: an append with neither handles nor a callback")
         for handle in self.handles:
             if error is None:
                 handle.set_result(handle.record_number)
@@ -897,7 +898,8 @@ class RecordLog:
         if self._writer is not None:
             self._writer.join()
             self._writer = None
-        assert self._segment_writer is not None
+        if self._segment_writer is None:
+            raise RecordLogError("internal: no segment writer to detach")
         self._segment_writer.close()
         self._segment_writer = None
         return self._writer_position()
@@ -967,7 +969,8 @@ class RecordLog:
 
     def _write_batch(self, batch: list[_PendingAppend]) -> None:
         """Write a batch: one write + one fsync per segment touched, rolling when full."""
-        assert self._segment_writer is not None
+        if self._segment_writer is None:  # detached: only the writer process appends now
+            raise RecordLogError("internal: the writer thread ran without a segment writer")
         frames = [frame for pending in batch for frame in pending.frames]
         self._segment_writer.write(frames, self._note_durable)
 

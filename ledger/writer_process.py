@@ -112,7 +112,9 @@ class WriterProcess:
             bufsize=0,
             pass_fds=(position.lock_fd,),
         )
-        assert self._process.stdin is not None
+        if self._process.stdin is None or self._process.stdout is None:  # PIPE gives both
+            self._process.kill()
+            raise WriterProcessError("the writer process was started without its pipes")
         self._input_fd = self._process.stdin.fileno()
         self._key: Ed25519PrivateKey | None = None
 
@@ -157,10 +159,12 @@ class WriterProcess:
         return runs
 
     def _read(self, count: int, at_boundary: bool = False) -> bytes:
-        assert self._process.stdout is not None
+        output = self._process.stdout
+        if output is None:  # never: checked at start
+            raise WriterProcessError("the writer process has no output pipe")
         chunks, received = [], 0
         while received < count:
-            chunk = self._process.stdout.read(count - received)
+            chunk = output.read(count - received)
             if not chunk:
                 if at_boundary and not received:
                     return None  # type: ignore[return-value]

@@ -3,11 +3,16 @@
 Every refusal of *input* (a bad price, an unknown instrument, too little cash, a missing scope) is a
 ``VenueError`` carrying an ``ErrorCode``. The code is a dotted string grouped by the subsystem that
 refuses: ``validation.*`` (the request is malformed or violates reference data), ``risk.*`` (the
-participant cannot afford it), ``matching.*`` (order-state rules), ``ledger.*`` (proofs and
-receipts), ``auth.*`` (who may do what) and ``state.*`` (the venue's current state forbids it).
-Codes are part of the public API: never rename one, only add. ``ErrorCode.meaning`` is a one-line
-explanation the API layer can publish, and ``ErrorCode.subsystem`` the group it can map to an HTTP
-status (HTTP itself lives only in ``venue/api``).
+participant cannot afford it), ``matching.*`` (order-state rules), ``ledger.*`` (what the ledger
+refuses or cannot find: blocks, trades, proofs, keys), ``auth.*`` (who may do what) and
+``state.*`` (the venue's current state forbids it). Codes are part of the public API: never rename
+one, only add. ``ErrorCode.meaning`` is a one-line explanation the API layer can publish, and
+``ErrorCode.subsystem`` the group it can map to an HTTP status (HTTP itself lives only in
+``venue/api``).
+
+One registry: the ``ledger.*`` members are not written out here but taken from the ledger's own
+table (``ledger.errors.LEDGER_CODES``), so that every code the ledger raises is registered exactly
+once, with the meaning the ledger gives it. (The dependency goes venue -> ledger only.)
 
 Programmer errors (a wrong type passed between our own modules, a broken invariant) are *not*
 ``VenueError``: they raise ``TypeError``/``ValueError``/``AssertionError`` as usual, so a bug is
@@ -27,6 +32,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from ledger.errors import LEDGER_CODES
+
 
 class ErrorCode(StrEnum):
     """Every stable rejection code, with a one-line meaning.
@@ -35,6 +42,7 @@ class ErrorCode(StrEnum):
     human explanation. Grouped by subsystem; the prefix before the dot is ``subsystem``.
     """
 
+    _ignore_ = "_members _code _meaning"  # the loop variables of the ledger section below
     meaning: str
 
     def __new__(cls, code: str, meaning: str) -> ErrorCode:
@@ -159,25 +167,13 @@ class ErrorCode(StrEnum):
     )
     NO_CHANGE = ("matching.no_change", "A replace asks for neither a new price nor a new quantity.")
 
-    # --- ledger: proofs, receipts, checkpoints ----------------------------------------------
-    UNKNOWN_TRADE = (
-        "ledger.unknown_trade",
-        "No fill with this trade id is on the ledger (or it is not yours).",
-    )
-    BAD_TREE_SIZE = (
-        "ledger.bad_tree_size",
-        "A requested tree size is zero or beyond the ledger's current size.",
-    )
-    PROOF_MISMATCH = (
-        "ledger.proof_mismatch",
-        "A Merkle proof, hash or tree size does not check out (raised by ledger.proof).",
-    )
-    KEY_FILE = ("ledger.key_file", "A signing-key file is missing, unreadable or too permissive.")
-    KEY_FORMAT = ("ledger.key_format", "A signing or public key is not in an accepted format.")
-    BAD_CHECKPOINT = (
-        "ledger.bad_checkpoint",
-        "A checkpoint does not parse or its signature does not verify.",
-    )
+    # --- ledger: every ledger.* code, derived from the ledger's own registry --------------------
+    # ledger/errors.py's LEDGER_CODES defines them (the ledger raises them and owns their
+    # meanings); each becomes a member named after its part behind the dot, upper-cased, e.g.
+    # ledger.no_such_trade -> NO_SUCH_TRADE. A name clash with a member above fails at import.
+    _members = vars()
+    for _code, _meaning in LEDGER_CODES.items():
+        _members[_code.split(".", 1)[1].upper()] = (_code, _meaning)
 
     # --- auth: who may do what ---------------------------------------------------------------
     MISSING_CREDENTIALS = (
