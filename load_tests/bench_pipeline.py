@@ -52,6 +52,7 @@ import random
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -239,6 +240,21 @@ def cpu_seconds() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds of each of this process's threads, by thread name (``/proc``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    seconds: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = names.get(int(task.name), "other").split(":")[0].rstrip("_0123456789")
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        seconds[name] = seconds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
 def child_cpu_seconds(pid: int | None) -> float:
     """CPU seconds of a live child (``/proc``): RUSAGE_CHILDREN counts only reaped ones."""
     if pid is None:
@@ -261,8 +277,10 @@ async def main(args: argparse.Namespace) -> None:
             height0 = venue.ledger.height
             writer = venue.ledger.writer_process_id
             cpu0, child0 = cpu_seconds()[0], child_cpu_seconds(writer)
+            threads0 = thread_cpu_seconds()
             tally, elapsed = await closed_loop(venue, args.concurrency, args.seconds)
             cpu1, child1 = cpu_seconds()[0], child_cpu_seconds(writer)
+            threads1 = thread_cpu_seconds()
             fills = venue.ledger.height - height0
             orders_s = tally.acked / elapsed
             fills_s = fills / elapsed
@@ -277,6 +295,15 @@ async def main(args: argparse.Namespace) -> None:
             print(
                 f"  CPU per command: venue process {1e6 * (cpu1 - cpu0) / tally.acked:.1f} us, "
                 f"ledger writer process {1e6 * (child1 - child0) / tally.acked:.1f} us",
+                flush=True,
+            )
+            per_thread = {
+                name: 1e6 * (threads1[name] - threads0.get(name, 0.0)) / tally.acked
+                for name in threads1
+            }
+            print(
+                "  by thread (us per command): "
+                + ", ".join(f"{name} {us:.1f}" for name, us in sorted(per_thread.items()) if us),
                 flush=True,
             )
             rate = orders_s / 2

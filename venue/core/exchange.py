@@ -94,6 +94,9 @@ class Exchange:
         self.owner_numbers: dict[str, int] = {}
         self.credentials: dict[str, tuple[str, str]] = {}  # key_id -> (participant, secret)
         self.orders: dict[int, Order] = {}  # every order ever accepted, by id
+        # the orders no order archive holds yet: the open ones and those closed since the last
+        # snapshot (see venue/core/snapshots.py)
+        self.unarchived: dict[int, Order] = {}
         self.open_orders: dict[int, Order] = {}  # the live ones, in id (= time) order
         self.client_orders: dict[tuple[str, str], int] = {}
         self.accounts = Accounts()
@@ -174,6 +177,7 @@ class Exchange:
         )  # fmt: skip
         self.orders[order_id] = order
         self.open_orders[order_id] = order
+        self.unarchived[order_id] = order
         self.client_orders[key] = order_id
         self.accounts.reserve(order_id, participant.participant_id, ticket.asset, ticket.need,
                               checked=True)  # fmt: skip
@@ -403,7 +407,29 @@ class Exchange:
 
     # ====================================================================== persistence
     def snapshot(self) -> dict[str, Any]:
-        """Everything needed to rebuild this exact state (JSON-safe)."""
+        """Everything needed to rebuild this exact state (JSON-safe), every order included."""
+        state = self._state()
+        state["orders"] = [order.snapshot() for order in self.orders.values()]
+        return state
+
+    def snapshot_parts(self) -> tuple[dict[str, Any], list[Order]]:
+        """The live state (JSON-safe, open orders only) and the orders closed since the last
+        call, which leave :attr:`unarchived`: the caller archives them (closed orders never
+        change, so their rows may be built later in another thread) or, if it fails to, puts
+        them back with :meth:`unarchive`."""
+        closed = [order for order in self.unarchived.values() if not order.is_open]
+        for order in closed:
+            del self.unarchived[order.order_id]
+        state = self._state()
+        state["orders"] = [order.snapshot() for order in self.open_orders.values()]
+        return state, closed
+
+    def unarchive(self, orders: list[Order]) -> None:
+        """Orders from :meth:`snapshot_parts` that did not reach an archive."""
+        for order in orders:
+            self.unarchived[order.order_id] = order
+
+    def _state(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
             "fee_schedule": self.fee_schedule.to_wire(),
@@ -415,7 +441,6 @@ class Exchange:
             ],
             "credentials": [[key, pid, secret] for key, (pid, secret) in self.credentials.items()],
             "order_fields": list(ORDER_FIELDS),
-            "orders": [order.snapshot() for order in self.orders.values()],
             "accounts": self.accounts.snapshot(),
             "next_order_id": self.next_order_id,
             "next_trade_number": self.next_trade_number,
@@ -440,18 +465,26 @@ class Exchange:
         exchange.credentials = {key: (pid, secret) for key, pid, secret in data["credentials"]}
         if data["order_fields"] != list(ORDER_FIELDS):
             raise ValueError("snapshot order rows were written with another field layout")
+        # Archived orders (all closed) first, then the snapshot's own rows, which no archive
+        # holds yet; open orders keep their id (= time) order.
+        for row in data.get("archived_orders", ()):
+            exchange._restore_order(Order.restore(row))
         for row in data["orders"]:
             order = Order.restore(row)
-            exchange.orders[order.order_id] = order
-            exchange.client_orders[(order.participant, order.client_order_id)] = order.order_id
-            if order.is_open:
-                exchange.open_orders[order.order_id] = order
+            exchange._restore_order(order)
+            exchange.unarchived[order.order_id] = order
         exchange.accounts = Accounts.restore(data["accounts"])
         exchange.next_order_id = data["next_order_id"]
         exchange.next_trade_number = data["next_trade_number"]
         exchange.last_trades = data["last_trades"]
         exchange.last_expiry_ts = data["last_expiry_ts"]
         return exchange
+
+    def _restore_order(self, order: Order) -> None:
+        self.orders[order.order_id] = order
+        self.client_orders[(order.participant, order.client_order_id)] = order.order_id
+        if order.is_open:
+            self.open_orders[order.order_id] = order
 
 
 class _Settled:

@@ -43,7 +43,7 @@ from typing import Any
 
 from venue.core.commands import Command
 from venue.core.journal import encode_record
-from venue.core.snapshots import write_snapshot
+from venue.core.snapshots import write_order_archive, write_snapshot
 from venue.errors import VenueError
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,10 @@ EventListener = Callable[[list[dict[str, Any]]], None]
 # Commands journaled but not yet answered beyond which intake waits for the pipeline to drain:
 # memory stays bounded however fast callers submit.
 MAX_IN_FLIGHT = 32_768
+# The most commands one batch takes. A bound keeps the stages overlapping: the journal can make
+# the first batch durable while the next is being applied, instead of every caller waiting for
+# one long batch to be applied, then journaled, then settled in lock step.
+MAX_BATCH = 64
 
 
 @dataclass(slots=True)
@@ -157,7 +161,10 @@ class Sequencer:
                 continue
             if self._in_flight >= MAX_IN_FLIGHT:
                 await self._drained.wait()
-            batch, self._intake = self._intake, []
+            if len(self._intake) <= MAX_BATCH:
+                batch, self._intake = self._intake, []
+            else:
+                batch, self._intake = self._intake[:MAX_BATCH], self._intake[MAX_BATCH:]
             if self.failed.is_set():
                 self._refuse(batch)
                 continue
@@ -291,23 +298,35 @@ class Sequencer:
         """Capture the state at a drained point, then write it without holding up intake.
 
         The caller has waited for the pipeline to drain, so the state, the journal and the
-        ledger all stand at the same seq. ``exchange.snapshot()`` returns an independent copy
-        (new lists and dicts throughout), so commands may run again while a worker thread
-        serialises and fsyncs it.
+        ledger all stand at the same seq. ``exchange.snapshot_parts()`` returns an independent
+        copy of the live state (new lists and dicts throughout) and the orders closed since the
+        last snapshot (which never change again), so commands may run again while a worker
+        thread serialises and fsyncs the order archive and then the snapshot.
         """
         if self.failed.is_set():
             return
-        state = self.exchange.snapshot()
+        state, closed = self.exchange.snapshot_parts()
         state["ledger_blocks"] = self.ledger.height + 1
         seq = self.exchange.seq
         self._since_snapshot = 0
-        self._snapshot_task = asyncio.create_task(self._write_snapshot(seq, state))
+        self._snapshot_task = asyncio.create_task(self._write_snapshot(seq, state, closed))
 
-    async def _write_snapshot(self, seq: int, state: dict) -> None:
+    async def _write_snapshot(self, seq: int, state: dict, closed: list) -> None:
         started = time.perf_counter()
         try:
-            await asyncio.to_thread(write_snapshot, self.snapshot_dir, seq, state)
+            await asyncio.to_thread(self._write_snapshot_files, seq, state, closed)
         except Exception:  # a snapshot only shortens recovery: a failed one is not fatal
+            self.exchange.unarchive(closed)  # the next snapshot archives them
             log.exception("snapshot at seq %d failed; recovery replays from the previous one", seq)
             return
-        log.info("snapshot at seq %d written in %.3fs", seq, time.perf_counter() - started)
+        log.info(
+            "snapshot at seq %d written in %.3fs (%d open orders, %d newly archived)",
+            seq, time.perf_counter() - started, len(state["orders"]), len(closed),
+        )  # fmt: skip
+
+    def _write_snapshot_files(self, seq: int, state: dict, closed: list) -> None:
+        """Worker thread: the order archive, then the snapshot that relies on it."""
+        if closed:
+            rows = [order.snapshot() for order in closed]
+            write_order_archive(self.snapshot_dir, seq, state["order_fields"], rows)
+        write_snapshot(self.snapshot_dir, seq, state)

@@ -6,6 +6,15 @@ file, fsynced, renamed into place and the directory fsynced, so a crash leaves e
 of snapshots or the new one, never a half-written file under the final name. A snapshot whose
 checksum does not match is refused loudly (:class:`SnapshotError`): it is never skipped silently,
 because skipping it could hide disk corruption. The newest ``keep`` snapshots are kept.
+
+**Order archive.** Closed orders never change again, so a snapshot does not rewrite them: the
+sequencer's snapshots hold the live state (open orders among it), and the orders that closed
+since the previous snapshot go, just before it, into ``orders-<seq>.json`` (same framing, body
+``{"order_fields": [...], "orders": [rows]}``). A snapshot at seq S relies on every archive at
+or before S; opening merges them into the state as ``"archived_orders"``. An archive newer than
+the newest snapshot (its snapshot was never written) is deleted on opening: replay from the
+older snapshot rebuilds those orders, and the next snapshot archives them again. So a snapshot's
+size and cost follow the live state, not every order ever placed.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from ledger.recordlog import fsync_directory
 
 FORMAT = 1
 _NAME = re.compile(r"snapshot-(\d{12})\.json")
+_ARCHIVE_NAME = re.compile(r"orders-(\d{12})\.json")
 
 
 class SnapshotError(Exception):
@@ -30,10 +40,25 @@ class SnapshotError(Exception):
 def write_snapshot(directory: Path, seq: int, state: dict[str, Any], keep: int = 2) -> Path:
     """Durably write ``state`` as the snapshot taken after journal record ``seq``."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    body = json.dumps(state, separators=(",", ":")).encode()
+    final = _write_checked(directory / f"snapshot-{seq:012d}.json", seq, state)
+    for old in list_snapshots(directory)[:-keep]:
+        old.unlink()
+    return final
+
+
+def write_order_archive(directory: Path, seq: int, order_fields: list, rows: list) -> Path:
+    """Durably write the rows of orders that closed up to journal record ``seq`` (before the
+    snapshot at ``seq`` that leaves them out)."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    body = {"order_fields": order_fields, "orders": rows}
+    return _write_checked(directory / f"orders-{seq:012d}.json", seq, body)
+
+
+def _write_checked(final: Path, seq: int, value: Any) -> Path:
+    """Header line + JSON body, via a temporary file, fsynced, renamed, directory fsynced."""
+    body = json.dumps(value, separators=(",", ":")).encode()
     header = json.dumps({"format": FORMAT, "seq": seq, "sha256": hashlib.sha256(body).hexdigest()})
-    final = directory / f"snapshot-{seq:012d}.json"
-    temporary = directory / f".{final.name}.tmp"
+    temporary = final.parent / f".{final.name}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, header.encode() + b"\n")
@@ -44,25 +69,51 @@ def write_snapshot(directory: Path, seq: int, state: dict[str, Any], keep: int =
     finally:
         os.close(fd)
     os.replace(temporary, final)
-    fsync_directory(directory)
-    for old in list_snapshots(directory)[:-keep]:
-        old.unlink()
+    fsync_directory(final.parent)
     return final
+
+
+def _list(directory: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
+    if not directory.is_dir():
+        return []
+    found = ((pattern.fullmatch(path.name), path) for path in directory.iterdir())
+    return sorted((int(match.group(1)), path) for match, path in found if match)
 
 
 def list_snapshots(directory: Path) -> list[Path]:
     """Snapshot files oldest first."""
-    if not directory.is_dir():
-        return []
-    return sorted(path for path in directory.iterdir() if _NAME.fullmatch(path.name))
+    return [path for _seq, path in _list(directory, _NAME)]
 
 
 def load_latest_snapshot(directory: Path) -> tuple[int, dict[str, Any]] | None:
-    """The newest snapshot as ``(seq, state)``, or ``None`` if there is none."""
+    """The newest snapshot as ``(seq, state)``, or ``None`` if there is none.
+
+    ``state["archived_orders"]`` holds the rows of every order archive the snapshot relies on
+    (module docstring); archives newer than the snapshot are deleted.
+    """
     snapshots = list_snapshots(directory)
+    archives = _list(directory, _ARCHIVE_NAME)
     if not snapshots:
+        for _seq, path in archives:  # no snapshot relies on them
+            path.unlink()
         return None
-    path = snapshots[-1]
+    seq, state = _read_checked(snapshots[-1])
+    if int(_NAME.fullmatch(snapshots[-1].name).group(1)) != seq:
+        raise SnapshotError(f"{snapshots[-1]}: header seq {seq} does not match the file name")
+    archived: list = []
+    for archive_seq, path in archives:
+        if archive_seq > seq:
+            path.unlink()
+            continue
+        _archive_seq, body = _read_checked(path)
+        if body["order_fields"] != state.get("order_fields"):
+            raise SnapshotError(f"{path}: written with another order field layout")
+        archived.extend(body["orders"])
+    state["archived_orders"] = archived
+    return seq, state
+
+
+def _read_checked(path: Path) -> tuple[int, Any]:
     data = path.read_bytes()
     header_line, _, body = data.partition(b"\n")
     try:
@@ -71,8 +122,6 @@ def load_latest_snapshot(directory: Path) -> tuple[int, dict[str, Any]] | None:
             raise SnapshotError(f"{path}: unknown snapshot format {header.get('format')!r}")
         if hashlib.sha256(body).hexdigest() != header["sha256"]:
             raise SnapshotError(f"{path}: checksum mismatch; refusing a corrupt snapshot")
-        if int(_NAME.fullmatch(path.name).group(1)) != header["seq"]:
-            raise SnapshotError(f"{path}: header seq {header['seq']} does not match the file name")
         return header["seq"], json.loads(body)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SnapshotError(f"{path}: unreadable snapshot: {exc}") from None
