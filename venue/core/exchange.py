@@ -125,7 +125,7 @@ class Exchange:
             seq,
             result,
             True,
-            tuple(LedgerEntry(*entry) for entry in entries),
+            tuple(map(LedgerEntry._make, entries)),
             tuple(events) if self.emit_events else (),
         )
 

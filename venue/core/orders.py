@@ -16,7 +16,7 @@ OPEN_STATUSES = frozenset({"new", "partially_filled"})
 FINAL_STATUSES = frozenset({"filled", "canceled", "rejected", "expired"})
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     """One order as the venue tracks it (mutated only by the single-writer exchange)."""
 
