@@ -95,7 +95,8 @@ class Accounts:
         return self.reserved.get((account, asset), 0)
 
     def available(self, account: str, asset: str) -> int:
-        return self.balance(account, asset) - self.reserved_amount(account, asset)
+        key = (account, asset)  # (inlined: asked several times per order)
+        return self.balances.get(key, 0) - self.reserved.get(key, 0)
 
     def reservation_of(self, order_id: int) -> int:
         entry = self.reservations.get(order_id)

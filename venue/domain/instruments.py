@@ -69,6 +69,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from functools import lru_cache
 
 from venue.domain.money import (
     MAX_QTY,
@@ -520,10 +521,7 @@ class Instrument:
         lower = ceil(ref * (10000 - bps) / 10000), at least 1; upper = floor(ref * (10000 + bps)
         / 10000), at most ``max_price_ticks``. Integer arithmetic only.
         """
-        ref, bps = self.reference_price, self.price_band_pct
-        lower = -((-ref * (10_000 - bps)) // 10_000)
-        upper = ref * (10_000 + bps) // 10_000
-        return max(lower, 1), min(upper, self.max_price_ticks)
+        return _band_edges(self.reference_price, self.price_band_pct, self.max_price_ticks)
 
     def check_in_band(self, ticks: int, *, field: str = "price") -> int:
         """Refuse a price outside ``band_edges()`` with ``validation.price_out_of_band``."""
@@ -712,3 +710,12 @@ _REQUIRED_WIRE_FIELDS = (
     "price_band_pct",
     "reference_price",
 )
+
+
+@lru_cache(maxsize=1024)
+def _band_edges(reference_price: int, band_bps: int, max_price_ticks: int) -> tuple[int, int]:
+    """``Instrument.band_edges`` (its docstring), memoised: asked for every order, and the
+    reference price moves only when a trade prints at another price."""
+    lower = -((-reference_price * (10_000 - band_bps)) // 10_000)
+    upper = reference_price * (10_000 + band_bps) // 10_000
+    return max(lower, 1), min(upper, max_price_ticks)
