@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from ledger.audit import verify_ledger
-from venue.config import Config
+from tests.venue.core.helpers import venue_config
 from venue.core.commands import PlaceOrder
 from venue.core.exchange import trade_date
 from venue.service import Venue, last_session_end
@@ -35,7 +35,7 @@ def test_stale_day_orders_expire_and_due_coupon_rolls_are_settled_on_the_ledger(
     data_dir = tmp_path / "data"
 
     async def scenario() -> None:
-        venue = await Venue.open(Config(data_dir=data_dir))
+        venue = await Venue.open(venue_config(data_dir))
         try:
             day_order = await venue.submit(
                 PlaceOrder(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ledger.audit import verify_ledger
-from venue.config import Config
+from tests.venue.core.helpers import venue_config
 from venue.errors import VenueError
 from venue.service import Venue
 
@@ -23,7 +23,7 @@ def test_a_killed_ledger_writer_process_stops_the_venue_and_a_restart_recovers(
     data_dir = tmp_path / "data"
 
     async def scenario() -> None:
-        venue = await Venue.open(Config(data_dir=data_dir))
+        venue = await Venue.open(venue_config(data_dir))
         try:
             admitted = await venue.admit("P-NEW1", "New Bank", "interbank", "broker")
             assert admitted["participant_id"] == "P-NEW1"
@@ -38,7 +38,7 @@ def test_a_killed_ledger_writer_process_stops_the_venue_and_a_restart_recovers(
             assert venue.ledger.height >= height
         finally:
             await venue.close()
-        reopened = await Venue.open(Config(data_dir=data_dir))
+        reopened = await Venue.open(venue_config(data_dir))
         try:
             participants = reopened.exchange.participants
             assert "P-NEW1" in participants  # acknowledged: kept

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import matching
+from venue.config import Config
 from venue.core.commands import AdmitParticipant, Command, Deposit, ListInstrument
 from venue.core.exchange import CHINA_STANDARD_TIME, Exchange, Outcome
 from venue.domain import demo
@@ -60,3 +62,11 @@ class Driver:
 
     def result(self, command: Command):
         return self.apply(command).result
+
+
+def venue_config(data_dir, **settings) -> Config:
+    """A ``Config`` for a test's own ``Venue``: on a build without the compiled engine (CI's
+    second run) it allows the reference engine, which the venue otherwise refuses; everything
+    else as given."""
+    settings.setdefault("allow_reference_engine", matching.IMPLEMENTATION == "py")
+    return Config(data_dir=data_dir, **settings)

@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.audit import verify_ledger
-from venue.config import Config
 from venue.core.commands import (
     CancelAll,
     CancelOrder,
@@ -39,7 +38,7 @@ from venue.domain import pricing
 from venue.errors import VenueError
 from venue.service import Venue
 
-from .helpers import SENIOR, SUB, Driver
+from .helpers import SENIOR, SUB, Driver, venue_config
 
 TRADERS = ["P-MM1", "P-MM2", "P-BRK1", "P-BRK2"]
 # (symbol, reference price in ticks, price step in ticks, lot in units): prices stay in band
@@ -160,7 +159,7 @@ def test_streams_through_the_service_leave_a_ledger_that_verifies_and_agrees(
 ) -> None:
     """The same streams through the real service: sequencer, journal, ledger."""
     data_dir = tmp_path_factory.mktemp("venue")
-    config = Config(data_dir=data_dir, checkpoint_every_ms=20)
+    config = venue_config(data_dir, checkpoint_every_ms=20)
 
     async def run() -> dict:
         venue = await Venue.open(config)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from venue.config import Config
+from tests.venue.core.helpers import venue_config
 from venue.core.commands import CancelOrder, PlaceOrder
 from venue.errors import VenueError
 from venue.service import Venue
@@ -23,7 +23,7 @@ def _order(trader: str, n: int, side: str, price: int, tif: str = "gtc") -> Plac
 
 
 async def _open(tmp_path: Path) -> Venue:
-    return await Venue.open(Config(data_dir=tmp_path / "data", checkpoint_every_ms=20))
+    return await Venue.open(venue_config(tmp_path / "data", checkpoint_every_ms=20))
 
 
 def test_concurrent_commands_are_batched_and_each_is_durable_before_it_is_answered(

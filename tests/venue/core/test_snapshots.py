@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from venue.config import Config
+from tests.venue.core.helpers import venue_config
 from venue.core.commands import CancelOrder, PlaceOrder
 from venue.core.snapshots import SnapshotError, load_latest_snapshot
 from venue.service import Venue
@@ -27,7 +27,7 @@ def _snapshot_body(path: Path) -> dict:
 
 async def _trade(data_dir: Path, rounds: int) -> dict[str, dict]:
     """Rest one order and close two per round (an IOC that finds nothing, a cancel)."""
-    venue = await Venue.open(Config(data_dir=data_dir, snapshot_every_commands=5))
+    venue = await Venue.open(venue_config(data_dir, snapshot_every_commands=5))
     reports = {}
     try:
         for n in range(rounds):
@@ -62,7 +62,7 @@ def test_a_restart_answers_for_archived_orders_by_id_and_by_client_order_id(
     reports = asyncio.run(_trade(data_dir, 8))
 
     async def reopen() -> None:
-        venue = await Venue.open(Config(data_dir=data_dir, snapshot_every_commands=5))
+        venue = await Venue.open(venue_config(data_dir, snapshot_every_commands=5))
         try:
             for name, report in reports.items():
                 order = venue.exchange.orders[report["order_id"]]
@@ -89,7 +89,7 @@ def test_an_archive_newer_than_the_newest_snapshot_is_dropped_and_rebuilt(tmp_pa
     assert all(int(path.name[7:19]) <= seq for path in snapshots.glob("orders-*.json"))
 
     async def reopen() -> None:
-        venue = await Venue.open(Config(data_dir=data_dir))
+        venue = await Venue.open(venue_config(data_dir))
         try:
             for report in reports.values():
                 assert venue.exchange.orders[report["order_id"]].status == report["ord_status"]
