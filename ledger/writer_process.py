@@ -315,9 +315,11 @@ def main(argv: list[str]) -> int:
     """Serve the protocol above until end of input. Arguments: directory, segment_max_bytes,
     last segment's first record number, its size, the next record number."""
     directory, segment_max_bytes, last_first, last_size, next_number = argv
-    # Ctrl-C reaches the whole process group: the parent shuts down and closes our input,
-    # and we commit what we hold; dying here would fail appends the parent is finishing.
+    # Ctrl-C, and SIGTERM from systemd, `timeout` or `kill -TERM -PGID`, reach the whole process
+    # group: the parent shuts down and closes our input, and we commit what we hold; dying here
+    # would fail appends the parent is finishing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     position = WriterPosition(
         Path(directory),
         int(segment_max_bytes),

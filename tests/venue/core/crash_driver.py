@@ -3,6 +3,9 @@
 Usage: ``python -m tests.venue.core.crash_driver DATA_DIR SEED``. Prints ``{"ready": seq}`` once
 the venue is open, then one JSON line per *acknowledged* command (flushed before the next), so
 the parent knows exactly what the venue reported durable when it sends SIGKILL.
+
+SIGTERM is a clean stop, as for ``venue serve``: no new commands, the ones in flight are answered,
+the venue closes, ``{"stopped": seq}`` is printed and the driver exits 0.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +35,8 @@ def emit(line: dict) -> None:
 async def main(data_dir: Path, seed: int) -> None:
     config = Config(data_dir=data_dir, snapshot_every_commands=150, checkpoint_every_ms=50)
     venue = await Venue.open(config)
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
     emit({"ready": venue.exchange.seq})
     rng = random.Random(seed)
     open_orders: dict[str, list[int]] = {trader: [] for trader in TRADERS}
@@ -38,7 +44,7 @@ async def main(data_dir: Path, seed: int) -> None:
 
     async def worker() -> None:
         nonlocal counter
-        while True:
+        while not stopping.is_set():
             counter += 1
             trader = rng.choice(TRADERS)
             if open_orders[trader] and rng.random() < 0.3:
@@ -68,7 +74,9 @@ async def main(data_dir: Path, seed: int) -> None:
                 open_orders[trader].append(result["order_id"])
             emit({"command": command.to_record(), "result": result})
 
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))  # returns once SIGTERMed
+    await venue.close()
+    emit({"stopped": venue.exchange.seq})
 
 
 if __name__ == "__main__":
