@@ -60,18 +60,21 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.block import (
-    EXTERNAL_PREFIX,
-    KIND_CODES,
+    KEY_KIND_CODES,
+    KIND_OFFSET,
     BlockError,
     SignedBlock,
     check_block_rules,
     check_fill_record,
+    check_key_rotation,
+    check_non_negative,
     decode_signed_block,
+    introduced_key,
 )
 from ledger.checkpoint import Checkpoint, CheckpointError, parse_checkpoint, verify_checkpoint
 from ledger.errors import LedgerError
 from ledger.hasher import EMPTY_ROOT, LEAF_PREFIX, leaf_hash, node_hash
-from ledger.keys import KeyFileError, key_id, load_public_key, public_key_from_text
+from ledger.keys import KeyFileError, key_id, load_public_key, public_key_from_text, raw_key_id
 from ledger.ledger import BLOCKS_DIRECTORY, CHECKPOINTS_DIRECTORY
 from ledger.proof import MerkleTree, ProofError, verify_consistency
 from ledger.receipt import ReceiptError, build_receipt, receipt_to_json, verify_receipt
@@ -79,8 +82,6 @@ from ledger.recordlog import LogScanner
 
 CHUNK_RECORDS = 1024  # records per task sent to a worker: big enough to amortise pickling
 YIELD_EVERY = 32  # thread mode: the main thread releases the GIL this often (in records)
-_KEY_BLOCK_CODES = (KIND_CODES["genesis"], KIND_CODES["key_rotation"])
-_KIND_BYTE = 5  # offset of the kind code in a block encoding (after magic and version)
 
 
 class AuditUsageError(Exception):
@@ -228,6 +229,7 @@ def _check_records(task: tuple[list[bytes], dict[str, bytes]]) -> list[tuple[Any
             signed = decode_signed_block(record)
             block = signed.block
             check_block_rules(block)
+            introduced = introduced_key(block)
         except BlockError as error:
             results.append(("error", error.code, error.message))
             continue
@@ -240,11 +242,6 @@ def _check_records(task: tuple[list[bytes], dict[str, bytes]]) -> list[tuple[Any
             except InvalidSignature:
                 pass
         payload = block.payload
-        introduced = None
-        if block.kind == "genesis":
-            introduced = payload["public_key"]
-        elif block.kind == "key_rotation":
-            introduced = payload["new_public_key"]
         results.append(
             (
                 "ok",
@@ -307,7 +304,7 @@ def _check_chunk(task: tuple[int, list[bytes], bytes | None]) -> _ChunkReport:
     start, records, start_key = task
     key_raw = start_key
     key = Ed25519PublicKey.from_public_bytes(key_raw) if key_raw is not None else None
-    key_id_raw = _raw_key_id(key_raw) if key_raw is not None else None
+    key_id_raw = raw_key_id(key_raw) if key_raw is not None else None
     trade_ids: list[str] = []
     changes: dict[tuple[str, str], list[int]] = {}
     leaves: list[bytes] = []
@@ -346,7 +343,7 @@ def _check_chunk(task: tuple[int, list[bytes], bytes | None]) -> _ChunkReport:
         if (kind == "genesis") != (height == 0):
             return _unclean(start)
         if kind == "genesis":  # check_block_rules: it names the key it introduces
-            key_raw = bytes.fromhex(payload["public_key"])
+            key_raw = introduced_key(block)
             key = Ed25519PublicKey.from_public_bytes(key_raw)
             key_id_raw = block_key_id
             genesis = (key_raw, payload["origin"])
@@ -367,11 +364,13 @@ def _check_chunk(task: tuple[int, list[bytes], bytes | None]) -> _ChunkReport:
                 if entry[0] < entry[1]:
                     entry[1] = entry[0]
         if kind == "key_rotation":
-            new_raw = bytes.fromhex(payload["new_public_key"])
-            if new_raw == key_raw:
+            new_raw = introduced_key(block)
+            try:
+                check_key_rotation(new_raw, key_raw)
+            except BlockError:
                 return _unclean(start)
             key_raw, key = new_raw, Ed25519PublicKey.from_public_bytes(new_raw)
-            key_id_raw = _raw_key_id(new_raw)
+            key_id_raw = raw_key_id(new_raw)
         add_leaf(sha256(LEAF_PREFIX + block_hash).digest())
         previous_hash = block_hash
         height += 1
@@ -390,11 +389,6 @@ def _check_chunk(task: tuple[int, list[bytes], bytes | None]) -> _ChunkReport:
         changes,
         _aligned_subtrees(start, leaves),
     )
-
-
-def _raw_key_id(raw_public_key: bytes) -> bytes:
-    """The 8 raw bytes of a key id (``keys.key_id`` is their hex)."""
-    return sha256(raw_public_key).digest()[:8]
 
 
 def _aligned_subtrees(start: int, leaves: list[bytes]) -> list[tuple[int, bytes]]:
@@ -537,11 +531,18 @@ class _Verifier:
             return False
         if report.genesis is not None and self.pinned_key not in (None, report.genesis[0]):
             return False
-        balances = self.balances
-        return all(
-            balances.get(balance_key, 0) + lowest >= 0 or balance_key[0].startswith(EXTERNAL_PREFIX)
-            for balance_key, (_, lowest) in report.balance_changes.items()
-        )
+        # The lowest each balance reaches inside the chunk must pass the no-negative rule.
+        try:
+            check_non_negative(
+                self.balances,
+                (
+                    (account, asset, lowest)
+                    for (account, asset), (_, lowest) in report.balance_changes.items()
+                ),
+            )
+        except BlockError:
+            return False
+        return True
 
     def replay(self, records: list[bytes], keys: dict[str, bytes]) -> None:
         """Check records one by one with the reference path (``_check_records``)."""
@@ -559,7 +560,7 @@ class _Verifier:
         if height == 0:
             if kind != "genesis":
                 raise _Stop(0, "block.bad_kind", "the first block is not genesis")
-            self.genesis_key = bytes.fromhex(introduced)
+            self.genesis_key = introduced
             self.origin = origin
             if self.pinned_key is not None and self.genesis_key != self.pinned_key:
                 raise _Stop(0, "audit.untrusted_key", "genesis key is not the pinned public key")
@@ -579,23 +580,22 @@ class _Verifier:
         if not sig_ok:
             raise _Stop(height, "block.bad_signature", "Ed25519 signature does not verify")
         balances = self.balances
-        updates = []
+        try:
+            check_non_negative(balances, deltas)
+        except BlockError as error:
+            raise _Stop(height, error.code, error.message) from None
         for account, asset, amount in deltas:
-            value = balances.get((account, asset), 0) + amount
-            if value < 0 and not account.startswith(EXTERNAL_PREFIX):
-                raise _Stop(
-                    height, "block.negative_balance", f"{account} would hold {value} {asset}"
-                )
-            updates.append(((account, asset), value))
-        balances.update(updates)
+            balances[account, asset] = balances.get((account, asset), 0) + amount
         if trade_id is not None:
             if trade_id in self.trade_ids:
                 raise _Stop(height, "audit.duplicate_trade", f"trade {trade_id} settled twice")
             self.trade_ids.add(trade_id)
         if kind == "key_rotation":
-            new_key = bytes.fromhex(introduced)
-            if new_key == self.current_key:
-                raise _Stop(height, "block.bad_field", "key rotation to the same key")
+            new_key = introduced
+            try:
+                check_key_rotation(new_key, self.current_key)
+            except BlockError as error:
+                raise _Stop(height, error.code, error.message) from None
             self.current_key = new_key
             self.current_key_id = key_id(new_key)
         self.previous_hash = block_hash
@@ -647,12 +647,10 @@ def _key_table_update(record: bytes, table: dict[str, bytes]) -> bytes | None:
     damaged record is skipped here (None) and reported by the check that decodes it.
     """
     try:
-        block = decode_signed_block(record).block
-        field_name = "public_key" if block.kind == "genesis" else "new_public_key"
-        raw = bytes.fromhex(block.payload[field_name])
-    except (BlockError, KeyError, TypeError, ValueError):
+        raw = introduced_key(decode_signed_block(record).block)
+    except BlockError:
         return None
-    if len(raw) != 32:
+    if raw is None:
         return None
     table[key_id(raw)] = raw
     return raw
@@ -759,7 +757,7 @@ def _run_pipeline(
         chunk: list[bytes] = []
         for record in scanner:
             payload = record.payload
-            if len(payload) > _KIND_BYTE and payload[_KIND_BYTE] in _KEY_BLOCK_CODES:
+            if len(payload) > KIND_OFFSET and payload[KIND_OFFSET] in KEY_KIND_CODES:
                 key_in_force = _key_table_update(payload, key_table) or key_in_force
             chunk.append(payload)
             if yield_gil and len(chunk) % YIELD_EVERY == 0:
@@ -850,11 +848,9 @@ def _trusted_keys(data_dir: str | os.PathLike[str]) -> list[Ed25519PublicKey]:
     """Every key the chain introduced (genesis, rotations), in order."""
     keys = []
     for signed in read_blocks(data_dir):
-        block = signed.block
-        if block.kind == "genesis":
-            keys.append(public_key_from_text(block.payload["public_key"]))
-        elif block.kind == "key_rotation":
-            keys.append(public_key_from_text(block.payload["new_public_key"]))
+        introduced = introduced_key(signed.block)
+        if introduced is not None:
+            keys.append(Ed25519PublicKey.from_public_bytes(introduced))
     return keys
 
 

@@ -15,7 +15,9 @@ encoding and ``encode(decode(x)) == x``.
 
 API for the store engineer and the venue:
 
-- ``KINDS``; ``CASH_ASSET = "CNY"``; ``FEE_ACCOUNT = "venue:fees"``; ``EXTERNAL_PREFIX``.
+- ``KINDS``, ``KIND_CODES``; ``KEY_KINDS``/``KEY_KIND_CODES`` (genesis, key_rotation: the kinds
+  that bring in a key); ``KIND_OFFSET`` (where the kind code sits in an encoding);
+  ``CASH_ASSET = "CNY"``; ``FEE_ACCOUNT = "venue:fees"``; ``EXTERNAL_PREFIX``, ``VENUE_PREFIX``.
 - ``Delta(account, asset, amount)``, ``make_deltas(triples) -> tuple[Delta, ...]`` (merges,
   drops zeros, sorts: the canonical form).
 - ``Block(height, prev_hash, timestamp_ns, kind, key_id, payload, deltas, version=1)`` with
@@ -41,11 +43,20 @@ API for the store engineer and the venue:
 - ``next_signing_key(block, current) -> Ed25519PublicKey``: the key that must sign the block
   *after* ``block`` (genesis introduces it, a key rotation replaces it).
 - ``check_signing_key(block, current) -> None``: ``block`` names the expected key id.
-- ``apply_deltas(balances, deltas) -> None``: refuses (``BlockError``, nothing changed) if any
-  non-``external:`` balance would go negative, else applies. ``balances`` maps
-  ``(account, asset) -> int``.
 - ``fill_deltas(payload)``, ``deposit_deltas(...)``, ``withdrawal_deltas(...)``: the only delta
   sets those kinds accept, for building blocks.
+
+One rule, one place: the rules below are needed by the ledger, the audit and the venue alike,
+and each is stated only here (fast enough for every hot path, so nobody needs a twin):
+
+- ``fill_deltas(payload) -> tuple[Delta, ...]``: delivery versus payment plus fees.
+- ``check_non_negative(balances, deltas) -> None``: ``BlockError("block.negative_balance")``
+  if a delta would leave an account outside ``external:`` below zero; ``apply_deltas(balances,
+  deltas)`` checks, then applies. ``balances`` maps ``(account, asset) -> int``.
+  ``is_external_account(account)``, ``is_participant_account(account)``: who may go negative,
+  who may trade.
+- ``introduced_key(block) -> bytes | None``: the raw public key a genesis or key rotation
+  brings in; ``check_key_rotation(new_key, current_key)``: a rotation must change the key.
 
 Every refusal is a ``BlockError`` (a ``ValueError``) with a stable ``code`` such as
 ``block.truncated``, ``block.bad_version``, ``block.trailing_bytes``, ``block.bad_payload``,
@@ -70,6 +81,50 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ledger.hasher import leaf_hash
 from ledger.keys import key_id, public_key_bytes
 
+__all__ = [
+    "CASH_ASSET",
+    "EXTERNAL_PREFIX",
+    "FEE_ACCOUNT",
+    "FORMAT_VERSION",
+    "GENESIS_PREV_HASH",
+    "HEADER",
+    "KEY_KINDS",
+    "KEY_KIND_CODES",
+    "KINDS",
+    "KIND_CODES",
+    "KIND_OFFSET",
+    "MAGIC",
+    "SIGNATURE_SIZE",
+    "VENUE_PREFIX",
+    "Block",
+    "BlockError",
+    "CheckedFill",
+    "Delta",
+    "SignedBlock",
+    "Signer",
+    "apply_deltas",
+    "check_block_rules",
+    "check_fill_record",
+    "check_key_rotation",
+    "check_non_negative",
+    "check_signing_key",
+    "decode_block",
+    "decode_signed_block",
+    "deposit_deltas",
+    "encode_block",
+    "fill_deltas",
+    "introduced_key",
+    "is_external_account",
+    "is_participant_account",
+    "make_deltas",
+    "next_signing_key",
+    "validate_and_encode",
+    "validate_block",
+    "validate_successor",
+    "verify_block_signature",
+    "withdrawal_deltas",
+]
+
 FORMAT_VERSION = 1
 MAGIC = b"ABSL"
 KINDS = (
@@ -84,9 +139,13 @@ KINDS = (
     "instrument_updated",
 )
 KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
+# The kinds that bring in a signing key (see introduced_key), and their codes.
+KEY_KINDS = frozenset(("genesis", "key_rotation"))
+KEY_KIND_CODES = frozenset(KIND_CODES[kind] for kind in KEY_KINDS)
 CASH_ASSET = "CNY"
+VENUE_PREFIX = "venue:"  # the venue's own accounts
 FEE_ACCOUNT = "venue:fees"
-EXTERNAL_PREFIX = "external:"
+EXTERNAL_PREFIX = "external:"  # the outside world: the only accounts that may go negative
 SEGMENTS = ("interbank", "exchange")
 ROLES = ("broker", "market_maker", "clerk", "operator")
 FACTOR_ONE = 1_000_000  # pool factors are integers in millionths: 1_000_000 == 1.0
@@ -97,6 +156,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 UINT64_MAX = 2**64 - 1
 
 HEADER = struct.Struct(">4sBBQQ32s8sI")
+KIND_OFFSET = 5  # byte offset of the kind code in an encoding (after magic and version)
 _COUNT = struct.Struct(">I")
 _LENGTH = struct.Struct(">H")
 _AMOUNT = struct.Struct(">q")
@@ -606,17 +666,11 @@ def _fill_delta_plan(
     if (
         instrument == CASH_ASSET
         or buyer == seller
-        or buyer.startswith((EXTERNAL_PREFIX, "venue:"))
-        or seller.startswith((EXTERNAL_PREFIX, "venue:"))
+        or not is_participant_account(buyer)
+        or not is_participant_account(seller)
     ):
         return None
-    keys = [
-        (buyer, CASH_ASSET),
-        (seller, CASH_ASSET),
-        (FEE_ACCOUNT, CASH_ASSET),
-        (buyer, instrument),
-        (seller, instrument),
-    ]
+    keys = [slot[:2] for slot in _fill_slots(buyer, seller, instrument, 0, 0, 0, 0)]
     present = [slot for slot in range(5) if slot >= 3 or plan_key[3 + slot]]  # qty is >= 1
     order = sorted(present, key=keys.__getitem__)
     encoded = [_encode_name(keys[slot][0]) + _encode_name(keys[slot][1]) for slot in order]
@@ -657,11 +711,10 @@ def check_fill_record(record: bytes) -> CheckedFill | None:
     if match is None:
         return None
     buyer, buyer_fee, instrument, qty, seller, seller_fee, amount, trade_id = match.groups()
-    amount, buyer_fee, seller_fee, qty = int(amount), int(buyer_fee), int(seller_fee), int(qty)
-    buyer_cash = -(amount + buyer_fee)
-    seller_cash, fees = amount - seller_fee, buyer_fee + seller_fee
-    slot_amounts = (buyer_cash, seller_cash, fees, qty, -qty)
-    plan_key = (buyer, seller, instrument, buyer_cash != 0, seller_cash != 0, fees != 0)
+    # fill_deltas' slot amounts, by its own arithmetic; the slots' names are in the plan.
+    slot_amounts = _fill_slot_amounts(int(amount), int(buyer_fee), int(seller_fee), int(qty))
+    plan_key = (buyer, seller, instrument, slot_amounts[0] != 0, slot_amounts[1] != 0,
+                slot_amounts[2] != 0)  # fmt: skip
     plan = _FILL_DELTA_PLANS.get(plan_key) or _fill_delta_plan(plan_key)
     if plan is None:
         return None
@@ -769,14 +822,14 @@ def _choice(payload: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> 
 
 def _external(payload: Mapping[str, Any], name: str) -> str:
     value = _str(payload, name, NAME_PATTERN)
-    if not value.startswith(EXTERNAL_PREFIX):
+    if not is_external_account(value):
         raise BlockError("block.bad_field", f"{name} must be an {EXTERNAL_PREFIX} account")
     return value
 
 
 def _participant(payload: Mapping[str, Any], name: str) -> str:
     value = _str(payload, name, NAME_PATTERN)
-    if value.startswith((EXTERNAL_PREFIX, "venue:")):
+    if not is_participant_account(value):
         raise BlockError("block.bad_field", f"{name} must be a participant account")
     return value
 
@@ -932,34 +985,70 @@ _PAYLOAD_VALIDATORS = {
 
 
 def fill_deltas(payload: Mapping[str, Any]) -> tuple[Delta, ...]:
-    """The exact DvP + fee deltas of a fill: cash against units, fees to ``venue:fees``.
+    """The exact delivery-versus-payment + fee deltas of a fill, in canonical form.
 
-    Buyer cash ``-(amount + buyer_fee)``, seller cash ``+(amount - seller_fee)``, fee account
+    The one statement of the DvP rule: the ledger derives a fill's deltas with it, checks the
+    deltas given with a fill against it, and the audit (through ``check_block_rules`` and
+    ``check_fill_record``) verifies every stored fill by it. With ``A = settlement_amount``:
+    buyer cash ``-(A + buyer_fee)``, seller cash ``+(A - seller_fee)``, ``venue:fees`` cash
     ``+(buyer_fee + seller_fee)`` (fees may be negative: a rebate), buyer units ``+qty``, seller
-    units ``-qty``.
+    units ``-qty``; zero entries left out; sorted by (account, asset).
+
+    ``payload`` needs ``settlement_amount``, ``buyer_fee``, ``seller_fee``, ``qty`` (ints) and
+    ``buyer``, ``seller``, ``instrument`` (names); other fields are ignored. ``KeyError`` or
+    ``TypeError`` for a payload without them. For a payload that passes the fill schema the
+    five keys are distinct, so the result conserves every asset.
+
+    On the append hot path (about 1.4 us here): no named-tuple ``__new__`` (see ``_fill_slots``),
+    and the general ``make_deltas`` merge is not needed, only dropping zeros and one sort.
     """
-    amount, buyer_fee, seller_fee = (
-        payload["settlement_amount"],
-        payload["buyer_fee"],
-        payload["seller_fee"],
-    )
-    buyer, seller, instrument, qty = (
+    deltas = _fill_slots(
         payload["buyer"],
         payload["seller"],
         payload["instrument"],
+        payload["settlement_amount"],
+        payload["buyer_fee"],
+        payload["seller_fee"],
         payload["qty"],
     )
-    # The five keys are distinct (buyer != seller, neither is a venue: account, the instrument is
-    # not the cash asset: all checked by the fill schema), so no merging is needed — only dropping
-    # zero amounts and sorting, which is much cheaper than the general make_deltas.
-    deltas = [
-        Delta(buyer, CASH_ASSET, -(amount + buyer_fee)),
-        Delta(seller, CASH_ASSET, amount - seller_fee),
-        Delta(FEE_ACCOUNT, CASH_ASSET, buyer_fee + seller_fee),
-        Delta(buyer, instrument, qty),
-        Delta(seller, instrument, -qty),
+    if not (deltas[0][2] and deltas[1][2] and deltas[2][2] and deltas[3][2]):  # rare: a zero
+        deltas = [delta for delta in deltas if delta[2]]
+    deltas.sort()
+    return tuple(deltas)
+
+
+_new_tuple = tuple.__new__  # Delta(...) without the named tuple's Python-level __new__
+
+
+def _fill_slots(
+    buyer: str,
+    seller: str,
+    instrument: str,
+    amount: int,
+    buyer_fee: int,
+    seller_fee: int,
+    qty: int,
+) -> list[Delta]:
+    """The five entries of a fill's DvP rule in slot order -- buyer cash, seller cash, fees,
+    buyer units, seller units -- zero amounts kept (``fill_deltas`` drops them and sorts;
+    ``check_fill_record`` lays a stored fill's deltas out by these slots)."""
+    buyer_cash, seller_cash, fees, buyer_units, seller_units = _fill_slot_amounts(
+        amount, buyer_fee, seller_fee, qty
+    )
+    return [
+        _new_tuple(Delta, (buyer, CASH_ASSET, buyer_cash)),
+        _new_tuple(Delta, (seller, CASH_ASSET, seller_cash)),
+        _new_tuple(Delta, (FEE_ACCOUNT, CASH_ASSET, fees)),
+        _new_tuple(Delta, (buyer, instrument, buyer_units)),
+        _new_tuple(Delta, (seller, instrument, seller_units)),
     ]
-    return tuple(sorted(delta for delta in deltas if delta.amount))
+
+
+def _fill_slot_amounts(
+    amount: int, buyer_fee: int, seller_fee: int, qty: int
+) -> tuple[int, int, int, int, int]:
+    """The DvP arithmetic: the amounts of ``_fill_slots``, in slot order."""
+    return -(amount + buyer_fee), amount - seller_fee, buyer_fee + seller_fee, qty, -qty
 
 
 def deposit_deltas(
@@ -1047,7 +1136,7 @@ def check_block_rules(block: Block) -> None:
     if kind == "genesis":
         if block.height != 0 or block.prev_hash != GENESIS_PREV_HASH:
             raise BlockError("block.bad_link", "genesis must be height 0 with a zero prev_hash")
-        if key_id(bytes.fromhex(payload["public_key"])) != block.key_id:
+        if key_id(introduced_key(block)) != block.key_id:
             raise BlockError("block.wrong_key", "genesis must be signed by the key it introduces")
 
 
@@ -1078,36 +1167,93 @@ def check_signing_key(block: Block, current: Ed25519PublicKey | None) -> None:
         raise BlockError("block.wrong_key", f"block names key {block.key_id}, expected {expected}")
 
 
+# The payload field that names the key a key kind introduces.
+_INTRODUCED_KEY_FIELDS = {"genesis": "public_key", "key_rotation": "new_public_key"}
+
+
+def introduced_key(block: Block) -> bytes | None:
+    """The raw 32-byte public key ``block`` introduces, or None if it introduces none.
+
+    The one answer to "which key does this block bring in": genesis names the first signing
+    key in ``public_key``, a key rotation the next one in ``new_public_key``; every other kind
+    (``KEY_KINDS`` are the two that do) keeps the key in force. Used wherever the chain of keys
+    is followed: the ledger on opening, the audit, ``next_signing_key``. ``BlockError``
+    (``block.bad_field``) if the field is missing or not 64 lowercase hex characters, so a
+    block whose schema was never checked cannot smuggle in a malformed key.
+    """
+    field = _INTRODUCED_KEY_FIELDS.get(block.kind)
+    if field is None:
+        return None
+    text = block.payload.get(field)
+    if type(text) is not str or not HEX_KEY_PATTERN.fullmatch(text):
+        raise BlockError("block.bad_field", f"{block.kind} {field} must be 64 lowercase hex chars")
+    return bytes.fromhex(text)
+
+
+def check_key_rotation(new_key: bytes, current_key: bytes | None) -> None:
+    """A key rotation must bring in a key other than the one in force (raw 32-byte keys);
+    ``BlockError("block.bad_field")`` otherwise."""
+    if new_key == current_key:
+        raise BlockError("block.bad_field", "key rotation must introduce a different key")
+
+
 def next_signing_key(block: Block, current: Ed25519PublicKey | None) -> Ed25519PublicKey:
     """The key that must sign the block after ``block``.
 
-    Genesis introduces ``payload.public_key``; a key rotation (signed by the old key) introduces
-    ``payload.new_public_key``, which must differ from the old key; other kinds keep ``current``.
+    Genesis introduces its key; a key rotation (signed by the old key) introduces a new one,
+    which must differ from the old key (``check_key_rotation``); other kinds keep ``current``.
     """
+    new_raw = introduced_key(block)
     if block.kind == "genesis":
-        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(block.payload["public_key"]))
+        return Ed25519PublicKey.from_public_bytes(new_raw)
     if current is None:
         raise BlockError("block.wrong_key", "no signing key in force before genesis")
-    if block.kind == "key_rotation":
-        new_raw = bytes.fromhex(block.payload["new_public_key"])
-        if new_raw == public_key_bytes(current):
-            raise BlockError("block.bad_field", "key rotation must introduce a different key")
-        return Ed25519PublicKey.from_public_bytes(new_raw)
-    return current
+    if new_raw is None:
+        return current
+    check_key_rotation(new_raw, public_key_bytes(current))
+    return Ed25519PublicKey.from_public_bytes(new_raw)
 
 
-def apply_deltas(balances: MutableMapping[tuple[str, str], int], deltas: Iterable[Delta]) -> None:
-    """Apply ``deltas`` to ``balances`` or, if any non-``external:`` balance would go negative,
-    raise ``BlockError("block.negative_balance")`` and change nothing."""
-    updated: list[tuple[tuple[str, str], int]] = []
-    for delta in deltas:
-        key = (delta.account, delta.asset)
-        value = balances.get(key, 0) + delta.amount
-        if value < 0 and not delta.account.startswith(EXTERNAL_PREFIX):
-            raise BlockError(
-                "block.negative_balance",
-                f"{delta.account} would hold {value} {delta.asset}",
-            )
-        updated.append((key, value))
-    for key, value in updated:
-        balances[key] = value
+# --------------------------------------------------------------------------- balances
+
+
+def is_external_account(account: str) -> bool:
+    """Whether ``account`` stands for the outside world (``external:bank``, ``external:issuer``):
+    the only accounts whose balances may be negative (money and units enter and leave there)."""
+    return account.startswith(EXTERNAL_PREFIX)
+
+
+def is_participant_account(account: str) -> bool:
+    """Whether ``account`` may be a participant's: neither ``external:`` nor ``venue:``."""
+    return not account.startswith((EXTERNAL_PREFIX, VENUE_PREFIX))
+
+
+def check_non_negative(
+    balances: Mapping[tuple[str, str], int], deltas: Iterable[tuple[str, str, int]]
+) -> None:
+    """The no-negative-balance rule: ``BlockError("block.negative_balance")`` naming the first
+    delta that would leave an account outside ``external:`` below zero; else nothing.
+
+    ``balances`` maps ``(account, asset)`` to the balance before the block (absent: 0);
+    ``deltas`` are ``(account, asset, amount)`` triples (``Delta``s are) with distinct
+    ``(account, asset)`` keys, as canonical deltas are, so each is checked against the old
+    balance. Changes nothing: apply the deltas after it passes (``apply_deltas`` does both).
+    The ledger checks every block with it before writing, on opening, and the audit on replay.
+    On the append hot path, hence one inline loop.
+    """
+    get = balances.get
+    for account, asset, amount in deltas:
+        value = get((account, asset), 0) + amount
+        if value < 0 and not is_external_account(account):
+            raise BlockError("block.negative_balance", f"{account} would hold {value} {asset}")
+
+
+def apply_deltas(
+    balances: MutableMapping[tuple[str, str], int], deltas: Iterable[tuple[str, str, int]]
+) -> None:
+    """Apply ``deltas`` to ``balances``, or refuse them by ``check_non_negative`` (a
+    ``BlockError``) having changed nothing. ``deltas`` must have distinct keys (canonical)."""
+    deltas = tuple(deltas)
+    check_non_negative(balances, deltas)
+    for account, asset, amount in deltas:
+        balances[account, asset] = balances.get((account, asset), 0) + amount

@@ -10,7 +10,8 @@ API:
   group or other permission bits are set; ``KeyFileError`` if unreadable or not Ed25519.
 - ``public_key_bytes(key) -> bytes``: the raw 32-byte public key of a public or private key.
 - ``key_id(public_key) -> str``: first 8 bytes of ``SHA-256(raw public key)``, as 16 hex chars.
-  Every block names the key that signed it by this id.
+  Every block names the key that signed it by this id. ``raw_key_id(key) -> bytes``: the same
+  8 bytes unencoded, as the block header holds them.
 - ``public_key_to_text(key) -> str``: 64 lowercase hex characters of the raw public key.
 - ``public_key_from_text(text) -> Ed25519PublicKey``: accepts 64 hex characters, standard base64
   of the 32 raw bytes, or a PEM ``PUBLIC KEY`` block.
@@ -70,10 +71,16 @@ def private_key_bytes(key: Ed25519PrivateKey) -> bytes:
     )
 
 
-def key_id(key: Ed25519PrivateKey | Ed25519PublicKey | bytes) -> str:
-    """Key id: hex of the first 8 bytes of SHA-256 of the raw 32-byte public key."""
+def raw_key_id(key: Ed25519PrivateKey | Ed25519PublicKey | bytes) -> bytes:
+    """The key id as the block header holds it: the first 8 bytes of SHA-256 of the raw 32-byte
+    public key (``key`` may be those 32 bytes)."""
     raw = key if isinstance(key, bytes) else public_key_bytes(key)
-    return sha256(raw).digest()[:KEY_ID_BYTES].hex()
+    return sha256(raw).digest()[:KEY_ID_BYTES]
+
+
+def key_id(key: Ed25519PrivateKey | Ed25519PublicKey | bytes) -> str:
+    """Key id: hex of :func:`raw_key_id` (16 lowercase hex characters)."""
+    return raw_key_id(key).hex()
 
 
 def save_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> None:

@@ -43,9 +43,9 @@ Where the time goes (fills, 2 cores, ``load_tests/bench_ledger.py``)
 The writer process costs one raw Ed25519 signature a block (about 32 us here) plus framing and
 its share of the writes (about 35 us in all), so the ledger process must stay below that for
 the pair to run near the raw sign rate. Measured CPU per fill block in the ledger process, all
-threads: about 23-26 us -- block.py's one-pass
-``validate_and_encode`` about 12 us of it; the rest is the fill deltas (built without the named
-tuple's Python ``__new__``), the inline balance check, two SHA-256s and the Merkle append, the
+threads: about 23-26 us -- block.py's one-pass ``validate_and_encode`` about 12 us of it; the
+rest is the fill deltas (``block.fill_deltas``, the one DvP rule, itself written for this path),
+the balance check (``block.check_non_negative``), two SHA-256s and the Merkle append, the
 handle, and the forwarder and durable threads. The handles matter for garbage collection: a
 ``Future`` carries a ``Condition`` and lists (ten GC-tracked objects), and thousands are in
 flight at full speed; :class:`~ledger.recordlog.AppendHandle` creates them only on first use,
@@ -111,7 +111,17 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger import block as blocks
-from ledger.block import Block, BlockError, Delta, SignedBlock, decode_signed_block
+from ledger.block import (
+    Block,
+    BlockError,
+    Delta,
+    SignedBlock,
+    check_key_rotation,
+    check_non_negative,
+    decode_signed_block,
+    fill_deltas,
+    introduced_key,
+)
 from ledger.checkpoint import CheckpointError, make_checkpoint, parse_checkpoint, sign_checkpoint
 from ledger.errors import (
     LedgerClosedError,
@@ -121,7 +131,13 @@ from ledger.errors import (
     LedgerRefusedError,
 )
 from ledger.hasher import HASH_SIZE, leaf_hash
-from ledger.keys import key_id, private_key_bytes, public_key_bytes, public_key_to_text
+from ledger.keys import (
+    key_id,
+    private_key_bytes,
+    public_key_bytes,
+    public_key_to_text,
+    raw_key_id,
+)
 from ledger.proof import MerkleTree, ProofError
 from ledger.receipt import build_receipt
 from ledger.recordlog import (
@@ -183,53 +199,11 @@ class BlockHandle(AppendHandle):
 
 
 # --------------------------------------------------------------------------------------------
-# Fill deltas for the append hot path
-
-
-_make_delta = tuple.__new__  # Delta(...) without the named tuple's Python-level __new__
-
-
-def _fill_deltas(payload: Mapping[str, Any]) -> tuple[Delta, ...]:
-    """``blocks.fill_deltas(payload)`` -- the fill's DvP + fee deltas -- built in half the time.
-
-    The same five candidate entries, zero amounts dropped, sorted. This is safe to keep beside
-    block.py's rule: ``validate_and_encode`` recomputes ``fill_deltas`` and refuses the block
-    (``block.not_dvp``) if the two ever differ, so a divergence could only refuse a block,
-    never admit a wrong one; a property test keeps them equal. Raises ``KeyError`` or
-    ``TypeError`` for a malformed payload, as ``fill_deltas`` does.
-    """
-    amount, buyer_fee, seller_fee = (
-        payload["settlement_amount"],
-        payload["buyer_fee"],
-        payload["seller_fee"],
-    )
-    buyer, seller, instrument, qty = (
-        payload["buyer"],
-        payload["seller"],
-        payload["instrument"],
-        payload["qty"],
-    )
-    cash = blocks.CASH_ASSET
-    deltas = [
-        _make_delta(Delta, (buyer, cash, -(amount + buyer_fee))),
-        _make_delta(Delta, (seller, cash, amount - seller_fee)),
-        _make_delta(Delta, (blocks.FEE_ACCOUNT, cash, buyer_fee + seller_fee)),
-        _make_delta(Delta, (buyer, instrument, qty)),
-        _make_delta(Delta, (seller, instrument, -qty)),
-    ]
-    if not (deltas[0][2] and deltas[1][2] and deltas[2][2] and qty):  # rare: a zero entry
-        deltas = [delta for delta in deltas if delta[2]]
-    deltas.sort()
-    return tuple(deltas)
-
-
-# --------------------------------------------------------------------------------------------
 # Fast block scan for opening
 
 
 _GENESIS_CODE = blocks.KIND_CODES["genesis"]
 _FILL_CODE = blocks.KIND_CODES["fill"]
-_KEY_BLOCK_CODES = frozenset((_GENESIS_CODE, blocks.KIND_CODES["key_rotation"]))
 _TRADE_ID_KEY = b'"trade_id":"'
 
 
@@ -710,7 +684,7 @@ class Ledger:
             for height, record in self._blocks.records(start):
                 try:
                     scanned = _scan_block(record)
-                    if scanned is None or scanned.kind_code in _KEY_BLOCK_CODES:
+                    if scanned is None or scanned.kind_code in blocks.KEY_KIND_CODES:
                         scanned = self._rebuild_key_block(record)
                     if scanned.height != height:
                         raise BlockError("block.bad_height", f"record holds block {scanned.height}")
@@ -721,13 +695,9 @@ class Ledger:
                             raise BlockError("block.bad_kind", "genesis may only be first")
                     elif scanned.raw_key_id != key_in_force:
                         raise BlockError("block.wrong_key", "block names a key not in force")
+                    check_non_negative(balances, scanned.deltas)
                     for account, asset, amount in scanned.deltas:
-                        value = balances.get((account, asset), 0) + amount
-                        if value < 0 and not account.startswith(blocks.EXTERNAL_PREFIX):
-                            raise BlockError(
-                                "block.negative_balance", f"{account} would hold {value} {asset}"
-                            )
-                        balances[account, asset] = value
+                        balances[account, asset] = balances.get((account, asset), 0) + amount
                 except BlockError as error:
                     raise LedgerCorruptError(f"block {height}: {error}", height) from error
                 if scanned.trade_id is not None:
@@ -756,11 +726,7 @@ class Ledger:
         """Strictly decode a block the fast path does not handle (genesis, rotation, odd)."""
         signed = decode_signed_block(record)
         block = signed.block
-        next_key_id = None
-        if block.kind == "genesis":
-            next_key_id = bytes.fromhex(key_id(bytes.fromhex(block.payload["public_key"])))
-        elif block.kind == "key_rotation":
-            next_key_id = bytes.fromhex(key_id(bytes.fromhex(block.payload["new_public_key"])))
+        introduced = introduced_key(block)
         return _ScannedBlock(
             height=block.height,
             kind_code=blocks.KIND_CODES[block.kind],
@@ -770,7 +736,7 @@ class Ledger:
             block_hash=signed.block_hash,
             deltas=[(delta.account, delta.asset, delta.amount) for delta in block.deltas],
             trade_id=block.payload.get("trade_id") if block.kind == "fill" else None,
-            next_key_id=next_key_id,
+            next_key_id=raw_key_id(introduced) if introduced is not None else None,
         )
 
     def _write_genesis(self, signing_key: Ed25519PrivateKey, venue: str) -> None:
@@ -820,8 +786,10 @@ class Ledger:
     def _key_in_force_public_bytes(self) -> bytes:
         last_key_block = self._key_starts[-1] - 1
         block = decode_signed_block(self._blocks.read(last_key_block)).block
-        field = "public_key" if block.kind == "genesis" else "new_public_key"
-        return bytes.fromhex(block.payload[field])
+        introduced = introduced_key(block)
+        if introduced is None:  # key_starts only ever follow genesis and rotations
+            raise LedgerError(f"block {last_key_block} introduces no key", "ledger.internal")
+        return introduced
 
     def _newest_checkpoint_size(self) -> int:
         """Tree size of the newest stored checkpoint (0 if none)."""
@@ -1043,16 +1011,9 @@ class Ledger:
                     f"trade {trade_id} is already in block {self._trade_heights[trade_id]}",
                     "ledger.duplicate_trade",
                 )
-            # The last check, inlined (apply_deltas' rule): no non-external balance may go
-            # negative. Checked for every delta before any is applied, so a refusal changes
-            # nothing; the keys of a canonical block are unique, so checking each against the
-            # old balance is exact.
-            for account, asset, amount in canonical:
-                value = balances.get((account, asset), 0) + amount
-                if value < 0 and not account.startswith(blocks.EXTERNAL_PREFIX):
-                    raise BlockError(
-                        "block.negative_balance", f"{account} would hold {value} {asset}"
-                    )
+            # The last check: no balance outside external: may go negative. Every delta is
+            # checked before any is applied, so a refusal changes nothing.
+            check_non_negative(balances, canonical)
         except BlockError as error:
             raise LedgerRefusedError.from_block_error(error) from None
         # Accepted: from here on nothing can refuse the block.
@@ -1097,7 +1058,7 @@ class Ledger:
         if deltas is None:
             try:
                 if kind == "fill":
-                    return _fill_deltas(payload)
+                    return fill_deltas(payload)
                 if kind == "deposit":
                     return blocks.deposit_deltas(
                         payload["account"], payload["asset"], payload["amount"], payload["source"]
@@ -1150,7 +1111,7 @@ class Ledger:
         if any(type(triple[2]) is not int for triple in triples):
             return None  # even a zero 0.0 would make the merged amount a float
         try:
-            expected = _fill_deltas(payload)
+            expected = fill_deltas(payload)
             given = sorted([triple for triple in triples if triple[2]])
         except (KeyError, TypeError):
             return None
@@ -1184,8 +1145,7 @@ class Ledger:
             )
             try:
                 blocks.validate_block(block)
-                if public_key_bytes(new_key) == public_key_bytes(self._signing_key):
-                    raise BlockError("block.bad_field", "key rotation must introduce a new key")
+                check_key_rotation(public_key_bytes(new_key), public_key_bytes(self._signing_key))
             except BlockError as error:
                 raise LedgerRefusedError.from_block_error(error) from None
             encoded = blocks.encode_block(block)

@@ -14,6 +14,10 @@ from hypothesis import strategies as st
 from ledger.block import (
     GENESIS_PREV_HASH,
     HEADER,
+    KEY_KIND_CODES,
+    KEY_KINDS,
+    KIND_CODES,
+    KIND_OFFSET,
     KINDS,
     Block,
     BlockError,
@@ -23,12 +27,17 @@ from ledger.block import (
     apply_deltas,
     check_block_rules,
     check_fill_record,
+    check_key_rotation,
+    check_non_negative,
     check_signing_key,
     decode_block,
     decode_signed_block,
     deposit_deltas,
     encode_block,
     fill_deltas,
+    introduced_key,
+    is_external_account,
+    is_participant_account,
     make_deltas,
     next_signing_key,
     validate_and_encode,
@@ -37,7 +46,7 @@ from ledger.block import (
     verify_block_signature,
     withdrawal_deltas,
 )
-from ledger.keys import generate_private_key, public_key_to_text
+from ledger.keys import generate_private_key, public_key_bytes, public_key_to_text
 
 SIGNER = Signer(generate_private_key())
 OTHER = Signer(generate_private_key())
@@ -443,6 +452,37 @@ def test_apply_deltas_refuses_negative_balances_atomically() -> None:
         apply_deltas(balances, overdraw)
     assert caught.value.code == "block.negative_balance"
     assert balances == before
+
+
+def test_the_no_negative_balance_rule_spares_only_external_accounts() -> None:
+    balances = {("P-1", "CNY"): 5}
+    check_non_negative(balances, [("P-1", "CNY", -5), ("external:bank", "CNY", -7)])
+    for account in ("P-1", "venue:fees", "P-2"):
+        with pytest.raises(BlockError) as caught:
+            check_non_negative(balances, [(account, "CNY", -6)])
+        assert caught.value.code == "block.negative_balance"
+        assert f"{account} would hold" in caught.value.message
+    assert balances == {("P-1", "CNY"): 5}  # checking changes nothing
+    assert is_external_account("external:issuer") and not is_external_account("P-external:x")
+    assert is_participant_account("P-MM1")
+    assert not is_participant_account("venue:fees") and not is_participant_account("external:x")
+
+
+def test_introduced_key_names_the_key_genesis_and_rotations_bring_in() -> None:
+    by_kind = {block.kind: block for block in sample_blocks()}
+    assert introduced_key(by_kind["genesis"]) == public_key_bytes(SIGNER.public_key)
+    assert introduced_key(by_kind["key_rotation"]) == public_key_bytes(OTHER.public_key)
+    for kind, block in by_kind.items():
+        assert (introduced_key(block) is not None) == (kind in KEY_KINDS)
+    broken = by_kind["key_rotation"]._replace(payload={"new_public_key": "AB" * 32})
+    with pytest.raises(BlockError) as caught:
+        introduced_key(broken)
+    assert caught.value.code == "block.bad_field"
+    assert {KIND_CODES[kind] for kind in KEY_KINDS} == KEY_KIND_CODES
+    record = SIGNER.sign(by_kind["genesis"]).to_bytes()
+    assert record[KIND_OFFSET] == KIND_CODES["genesis"]
+    with pytest.raises(BlockError):
+        check_key_rotation(public_key_bytes(SIGNER.public_key), public_key_bytes(SIGNER.public_key))
 
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "LEDGER.md"
