@@ -26,9 +26,7 @@ test:
 # Deselected: tests that open a Venue from their own Config(...), which refuses the fallback.
 REFERENCE_DESELECT := \
 	tests/venue/core/test_crash.py::test_sigkill_at_random_moments_loses_nothing_acknowledged \
-	tests/venue/core/test_properties.py::test_streams_through_the_service_leave_a_ledger_that_verifies_and_agrees \
-	tests/venue/test_housekeeping.py::test_stale_day_orders_expire_and_due_coupon_rolls_are_settled_on_the_ledger \
-	tests/venue/test_ledger_writer.py::test_a_killed_ledger_writer_process_stops_the_venue_and_a_restart_recovers \
+	tests/venue/test_ops_sigterm.py::test_sigterm_to_the_process_group_under_load_answers_every_command_in_flight \
 	tests/venue/test_serve.py::test_an_operator_admits_a_participant_who_can_then_be_funded_and_trade
 
 test-reference:
