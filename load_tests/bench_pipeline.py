@@ -19,8 +19,10 @@ Method
 
    * 45 % resting quotes: GTC limits 1-4 ticks off the mid on the passive side (market makers);
    * 30 % crossing IOCs: 10 ticks through the mid, so they take the best resting quote;
-   * 15 % cancels and 10 % replaces of the task's own resting orders (a replace moves the price a
-     tick or shrinks the quantity); when a task has nothing resting it places a quote instead.
+   * 15 % cancels and 10 % replaces of the task's own resting orders (a replace moves the price
+     5 ticks or shrinks the quantity); when a task has nothing resting it places a quote
+     instead, and when it has 16 resting (a market maker's bounded set of live quotes) it
+     cancels one instead of placing another, so the book stays at about a thousand orders.
 
    Each task trades as one of the four demo traders. ``orders_s`` counts acknowledged commands of
    every kind (places, cancels, replaces) per second; ``fills_s`` the fills (each one a signed
@@ -69,6 +71,7 @@ SYMBOL = "IPABS-2025-1-A"
 MID = 1_001_250  # the demo reference price, in ticks
 TRADERS = ("P-MM1", "P-MM2", "P-BRK2", "P-MM1")  # who has units of A to sell
 PACING_TICK_SECONDS = 0.0005
+MAX_RESTING_PER_TASK = 16  # like a market maker's bounded set of live quotes
 
 
 class Mix:
@@ -85,6 +88,8 @@ class Mix:
     def next_command(self):
         rng = self.rng
         roll = rng.random()
+        if len(self.resting) >= MAX_RESTING_PER_TASK and roll >= 0.25:
+            roll = rng.random() * 0.15  # a full quote book: cancel instead of quoting more
         if self.resting and roll < 0.15:
             order_id = self.resting[rng.randrange(len(self.resting))]
             self.forget(order_id)
@@ -152,7 +157,7 @@ async def run_command(venue: Venue, mix: Mix, tally: Tally, record_engine: bool)
     if isinstance(command, PlaceOrder):
         tally.placed += 1
     if record_engine:
-        tally.engine_calls.append((command, result))
+        tally.engine_calls.append(engine_call(command, result))
 
 
 def _traded_share(venue: Venue, first_order_id: int) -> float:
@@ -200,19 +205,21 @@ async def open_loop(venue: Venue, rate: float, seconds: float) -> Tally:
     return tally
 
 
-def engine_limit(calls: list[tuple], repeats: int = 3) -> float:
+def engine_call(command, result) -> tuple:
+    """The engine call an acknowledged command made, as a tuple of ints (kept for the engine
+    replay; plain ints, so that the collector need not keep walking them)."""
+    if isinstance(command, PlaceOrder):
+        side = matching.BUY if command.side == "buy" else matching.SELL
+        tif = matching.IOC if command.time_in_force == "ioc" else matching.GTC
+        owner = TRADERS.index(command.participant) + 1
+        return (0, result["order_id"], side, command.price, command.qty, tif, owner)
+    if isinstance(command, CancelOrder):
+        return (1, command.order_id)
+    return (2, command.order_id, result["price"], result["leaves_qty"])
+
+
+def engine_limit(ops: list[tuple], repeats: int = 3) -> float:
     """Replay the engine calls of the closed-loop phase on a bare ``matching.OrderBook``."""
-    ops = []
-    for command, result in calls:
-        if isinstance(command, PlaceOrder):
-            side = matching.BUY if command.side == "buy" else matching.SELL
-            tif = matching.IOC if command.time_in_force == "ioc" else matching.GTC
-            owner = TRADERS.index(command.participant) + 1
-            ops.append((0, result["order_id"], side, command.price, command.qty, tif, owner))
-        elif isinstance(command, CancelOrder):
-            ops.append((1, command.order_id))
-        else:
-            ops.append((2, command.order_id, result["price"], result["leaves_qty"]))
     best = 0.0
     for _ in range(repeats):
         book = matching.OrderBook()

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+import msgspec
+
 import matching
 from venue.core import operations
 from venue.core.commands import (
@@ -53,7 +55,7 @@ from venue.core.order_entry import (
     trade_date,
     trader_of,
 )
-from venue.core.orders import ORDER_FIELDS, Order
+from venue.core.orders import ORDER_FIELDS, ROW_ENCODER, Order
 from venue.core.reports import book_event, fill_event, order_event, order_report, trade_event
 from venue.core.risk import CASH, Accounts, ReservationRule
 from venue.core.settlement import settle_fill
@@ -413,15 +415,16 @@ class Exchange:
         return state
 
     def snapshot_parts(self) -> tuple[dict[str, Any], list[Order]]:
-        """The live state (JSON-safe, open orders only) and the orders closed since the last
-        call, which leave :attr:`unarchived`: the caller archives them (closed orders never
-        change, so their rows may be built later in another thread) or, if it fails to, puts
-        them back with :meth:`unarchive`."""
+        """The live state (for ``msgspec``: the open orders' rows are already-encoded JSON) and
+        the orders closed since the last call, which leave :attr:`unarchived`: the caller
+        archives them (closed orders never change, so they may be encoded later in another
+        thread) or, if it fails to, puts them back with :meth:`unarchive`."""
         closed = [order for order in self.unarchived.values() if not order.is_open]
         for order in closed:
             del self.unarchived[order.order_id]
         state = self._state()
-        state["orders"] = [order.snapshot() for order in self.open_orders.values()]
+        # The open orders' rows, encoded now (in C, one call): they change as trading goes on.
+        state["orders"] = msgspec.Raw(ROW_ENCODER.encode(list(self.open_orders.values())))
         return state, closed
 
     def unarchive(self, orders: list[Order]) -> None:

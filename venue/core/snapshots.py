@@ -26,6 +26,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ledger.recordlog import fsync_directory
 
 FORMAT = 1
@@ -46,17 +48,22 @@ def write_snapshot(directory: Path, seq: int, state: dict[str, Any], keep: int =
     return final
 
 
-def write_order_archive(directory: Path, seq: int, order_fields: list, rows: list) -> Path:
+def write_order_archive(directory: Path, seq: int, order_fields: list, rows: Any) -> Path:
     """Durably write the rows of orders that closed up to journal record ``seq`` (before the
-    snapshot at ``seq`` that leaves them out)."""
+    snapshot at ``seq`` that leaves them out); ``rows`` is anything msgspec encodes as a JSON
+    array of rows (a list of rows or of ``Order`` structs, or a ``msgspec.Raw`` of one)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     body = {"order_fields": order_fields, "orders": rows}
     return _write_checked(directory / f"orders-{seq:012d}.json", seq, body)
 
 
 def _write_checked(final: Path, seq: int, value: Any) -> Path:
-    """Header line + JSON body, via a temporary file, fsynced, renamed, directory fsynced."""
-    body = json.dumps(value, separators=(",", ":")).encode()
+    """Header line + JSON body, via a temporary file, fsynced, renamed, directory fsynced.
+
+    msgspec encodes (and decodes) the body several times faster than the standard library; that
+    matters because the encoder holds the GIL for the whole body, stalling the event loop.
+    """
+    body = msgspec.json.encode(value)
     header = json.dumps({"format": FORMAT, "seq": seq, "sha256": hashlib.sha256(body).hexdigest()})
     temporary = final.parent / f".{final.name}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -122,6 +129,6 @@ def _read_checked(path: Path) -> tuple[int, Any]:
             raise SnapshotError(f"{path}: unknown snapshot format {header.get('format')!r}")
         if hashlib.sha256(body).hexdigest() != header["sha256"]:
             raise SnapshotError(f"{path}: checksum mismatch; refusing a corrupt snapshot")
-        return header["seq"], json.loads(body)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return header["seq"], msgspec.json.decode(body)
+    except (ValueError, KeyError, TypeError, AttributeError, msgspec.DecodeError) as exc:
         raise SnapshotError(f"{path}: unreadable snapshot: {exc}") from None
