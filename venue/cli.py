@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 
 from venue.config import ConfigError, load_config
@@ -20,6 +21,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Start the venue. On first start the data directory is created and seeded "
         "with demo instruments and participants; their API credentials are written to "
         "DATA_DIR/credentials.json (0600). Stops cleanly on SIGTERM/SIGINT.",
+        epilog="Exit status: 0 after a clean stop; 1 if the venue cannot start (the address "
+        "cannot be listened on, the data directory is refused); 2 for a usage or configuration "
+        "error. The address is bound before the data directory is touched.",
     )
     serve.add_argument("--config", help="TOML configuration file (see README: Configuration)")
     serve.add_argument("--data-dir", help="data directory (default ./data)")
@@ -39,6 +43,34 @@ def _parser() -> argparse.ArgumentParser:
         help="do not seed demo data into an empty data directory",
     )
     return parser
+
+
+BACKLOG = 128  # aiohttp's default
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Bind and listen on every address ``host`` resolves to (as asyncio's ``create_server``
+    does: SO_REUSEADDR, IPv6 sockets IPv6-only), before the venue touches its data directory, so
+    that a busy port or an address this machine does not have fails with nothing created.
+    Connections made while the venue is still opening wait in the backlog until it is ready."""
+    infos = socket.getaddrinfo(
+        host, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _name, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(BACKLOG)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,21 +100,33 @@ def main(argv: list[str] | None = None) -> int:
     from venue.service import RecoveryError, VenueStartupError
 
     try:
+        sockets = listen(config.host, config.port)
+    except OSError as exc:  # busy, not an address of this machine, not resolvable, privileged
+        print(f"venue: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    try:
         web.run_app(
             create_app(config),
-            host=config.host,
-            port=config.port,
+            sock=sockets,
             print=None,
             handle_signals=True,
             shutdown_timeout=10,
+            backlog=BACKLOG,
         )
-    except (VenueStartupError, RecoveryError, SnapshotError, LedgerError, RecordLogError) as exc:
+    except (
+        VenueStartupError,
+        RecoveryError,
+        SnapshotError,
+        LedgerError,
+        RecordLogError,
+        OSError,  # the data directory (or a file in it) could not be used: the error names it
+    ) as exc:
         # Refused loudly and left as found: nothing is repaired behind the operator's back.
         print(f"venue: refusing to start: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"venue: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
-        return 1
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
 
 

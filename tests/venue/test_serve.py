@@ -64,7 +64,8 @@ def wait_healthy(process: subprocess.Popen, port: int, timeout: float = 60) -> d
             raise AssertionError(f"venue exited early: {process.stderr.read()}")
         try:
             status, body = get_json(f"http://127.0.0.1:{port}/healthz")
-        except (urllib.error.URLError, ConnectionError):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            # (the port is bound before the venue opens: a connection can wait until it is up)
             time.sleep(0.1)
             continue
         assert status == 200
