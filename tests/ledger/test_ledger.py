@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import block as blocks
-from ledger import ledger as ledger_module
+from ledger import state_file
 from ledger.block import verify_block_signature
 from ledger.checkpoint import parse_checkpoint, verify_checkpoint
 from ledger.hasher import leaf_hash
@@ -503,7 +503,7 @@ def test_the_fast_open_scan_agrees_with_the_strict_decoder(
 ) -> None:
     """Opening reads blocks with a fast scanner; block.py's strict decoder is the oracle."""
     from ledger.block import apply_deltas, decode_signed_block
-    from ledger.ledger import _scan_block
+    from ledger.recovery import scan_block
 
     rng = random.Random(5)
     with open_ledger(tmp_path, key) as ledger:
@@ -523,7 +523,7 @@ def test_the_fast_open_scan_agrees_with_the_strict_decoder(
         apply_deltas(oracle_balances, strict.block.deltas)
         if strict.block.kind == "fill":
             oracle_trades[strict.block.payload["trade_id"]] = strict.height
-        fast = _scan_block(record.payload)
+        fast = scan_block(record.payload)
         assert fast is not None
         assert (fast.height, fast.prev_hash, fast.block_hash, fast.timestamp_ns) == (
             strict.height,
@@ -647,7 +647,7 @@ def ledger_view(ledger: Ledger, trade_ids: list[str]) -> tuple[Any, ...]:
 def test_opening_from_the_state_file_and_a_tail_equals_a_full_scan(
     tmp_path: Path, key: Ed25519PrivateKey
 ) -> None:
-    state_path = tmp_path / ledger_module.STATE_FILE_NAME
+    state_path = tmp_path / state_file.STATE_FILE_NAME
     with open_ledger(tmp_path, key) as ledger:
         seed_market(ledger)
         for trade in range(20):
@@ -682,20 +682,20 @@ def reencoded_state(
 ) -> bytes:
     """The state file ``data`` (saved under ``key``) with ``changes`` applied, under a valid
     MAC for ``mac_key`` (default ``key``)."""
-    state = ledger_module._decode_state(data, ledger_module._state_mac_key(key))
+    state = state_file.decode_state(data, state_file.state_mac_key(key))
     fields = {name: getattr(state, name) for name in state.__slots__}
     fields.update(changes)
-    new_mac_key = ledger_module._state_mac_key(mac_key or key)
-    return ledger_module._encode_state(ledger_module._LedgerState(**fields), new_mac_key)
+    new_mac_key = state_file.state_mac_key(mac_key or key)
+    return state_file.encode_state(state_file.LedgerState(**fields), new_mac_key)
 
 
 def wrong_leaf(data: bytes, key: Ed25519PrivateKey) -> bytes:
-    leaves = ledger_module._decode_state(data, ledger_module._state_mac_key(key)).leaf_hashes
+    leaves = state_file.decode_state(data, state_file.state_mac_key(key)).leaf_hashes
     return reencoded_state(data, key, leaf_hashes=leaves[:96] + bytes(32) + leaves[128:])
 
 
 def one_more_block(data: bytes, key: Ed25519PrivateKey) -> bytes:
-    state = ledger_module._decode_state(data, ledger_module._state_mac_key(key))
+    state = state_file.decode_state(data, state_file.state_mac_key(key))
     longer = state.leaf_hashes + bytes(32)
     return reencoded_state(data, key, size=state.size + 1, leaf_hashes=longer)
 
@@ -722,7 +722,7 @@ def test_a_state_file_that_does_not_check_out_is_not_used(
     reason: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    state_path = tmp_path / ledger_module.STATE_FILE_NAME
+    state_path = tmp_path / state_file.STATE_FILE_NAME
     trade_ids = [f"T-{trade:06d}" for trade in range(12)]
     with open_ledger(tmp_path, key) as ledger:
         seed_market(ledger)
