@@ -60,6 +60,7 @@ DurableCallback = Callable[["BaseException | None"], None]
 # one group signed in the forwarder): bounds the latency a large backlog adds to its first block.
 SIGN_BATCH_LIMIT = 512
 
+
 class BlockHandle(AppendHandle):
     """Completes (result: the height) once the block is durable; ``height`` is known at once.
 

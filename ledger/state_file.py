@@ -201,9 +201,7 @@ def decode_state(data: bytes, mac_key: bytes) -> LedgerState:
     )
 
 
-def write_state_file(
-    directory: Path, state: LedgerState, mac_key: bytes, trade_count: int
-) -> None:
+def write_state_file(directory: Path, state: LedgerState, mac_key: bytes, trade_count: int) -> None:
     """Write ``state`` as ``directory/state.bin``, keeping out of the block pipeline's way.
 
     ``state`` may hold the ledger's live, append-only trade and leaf containers: only the first

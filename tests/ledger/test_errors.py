@@ -71,9 +71,7 @@ def test_every_registered_code_is_used_or_marked() -> None:
     """No dead entries: a code nobody raises is either deprecated or said to be for callers."""
     literals, _ = _code_literals()
     unused = {
-        code
-        for code in ERROR_CODES
-        if code not in literals and code not in REFUSAL_CODES.values()
+        code for code in ERROR_CODES if code not in literals and code not in REFUSAL_CODES.values()
     }
     assert unused == {"ledger.unknown_trade", "ledger.bad_checkpoint"}
     assert "Deprecated" in ERROR_CODES["ledger.unknown_trade"]
