@@ -277,12 +277,18 @@ class Venue:
         return {**result, "key_id": key_id, "secret": secret, "scopes": scopes}
 
     def health(self) -> dict[str, Any]:
+        """What ``GET /healthz`` answers. Counts are counts (``ledger_blocks`` is what
+        ``venue-audit verify`` reports as "N blocks"); the one height is named as such (heights
+        count from 0, the genesis block, so it is ``ledger_blocks - 1``)."""
         return {
             "status": "failed" if self.sequencer.failed.is_set() else "ok",
             "engine": matching.IMPLEMENTATION,
-            "ledger_height": self.ledger.height,
-            "journal_seq": self.exchange.seq,
-            "journal_durable": self.journal.durable_count,
+            "ledger_blocks": self.ledger.height + 1,  # appended, durable or about to be
+            "ledger_durable_blocks": self.ledger.durable_count,
+            "ledger_newest_height": self.ledger.height,
+            "journal_commands": self.journal.appended_count,
+            "journal_durable_commands": self.journal.durable_count,
+            "last_seq": self.exchange.seq,  # the newest command's sequence number (from 1)
         }
 
     async def close(self) -> None:

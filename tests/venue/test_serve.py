@@ -92,7 +92,12 @@ def test_serve_seeds_reports_health_and_stops_cleanly_on_sigterm(tmp_path: Path)
     assert code == 0, stderr
     assert health["status"] == "ok"
     assert health["engine"] == matching.IMPLEMENTATION
-    assert health["ledger_height"] > 0 and health["journal_seq"] > 0
+    # counts are counts: 20 seed commands, their 20 blocks after the genesis block (height 0)
+    assert health["journal_commands"] == health["journal_durable_commands"] == 20
+    assert health["last_seq"] == 20
+    assert health["ledger_blocks"] == health["ledger_durable_blocks"] == 21
+    assert health["ledger_newest_height"] == 20
+    assert "ledger_height" not in health and "journal_seq" not in health
 
     # logs are JSON lines and say which engine was loaded
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
@@ -119,8 +124,17 @@ def test_serve_seeds_reports_health_and_stops_cleanly_on_sigterm(tmp_path: Path)
     finally:
         code, stderr = stop(process, signal.SIGINT)
     assert code == 0, stderr
-    assert again["journal_seq"] == health["journal_seq"]
-    assert again["ledger_height"] == health["ledger_height"]
+    assert again == health
+    # the block count is the one venue-audit verify reports
+    audit = subprocess.run(
+        [sys.executable, "-m", "ledger.audit", "--data-dir", str(data_dir), "--json", "verify"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert audit.returncode == 0, audit.stderr
+    assert json.loads(audit.stdout)["blocks"] == health["ledger_blocks"]
     assert json.loads(credentials.read_text())["participants"] == participants
 
 

@@ -19,7 +19,8 @@ VENUE_KEY = web.AppKey("venue", Venue)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness and the basics an operator checks first: engine, ledger height, journal position."""
+    """Liveness and the basics an operator checks first: engine, ledger blocks, journal commands
+    (see ``Venue.health``)."""
     venue = request.app[VENUE_KEY]
     health = venue.health()
     return web.json_response(health, status=200 if health["status"] == "ok" else 503)
