@@ -248,7 +248,8 @@ def cpu_seconds() -> tuple[float, float]:
 
 
 def thread_cpu_seconds() -> dict[str, float]:
-    """CPU seconds of each of this process's threads, by thread name (``/proc``)."""
+    """CPU seconds of each of this process's threads, by thread name (``/proc``); the system
+    (kernel) part also under ``NAME (sys)``."""
     ticks = os.sysconf("SC_CLK_TCK")
     names = {thread.native_id: thread.name for thread in threading.enumerate()}
     seconds: dict[str, float] = {}
@@ -259,6 +260,8 @@ def thread_cpu_seconds() -> dict[str, float]:
         except OSError:  # the thread ended meanwhile
             continue
         seconds[name] = seconds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        system = f"{name} (sys)"
+        seconds[system] = seconds.get(system, 0.0) + int(fields[12]) / ticks
     return seconds
 
 
