@@ -56,7 +56,14 @@ from venue.core.order_entry import (
     trader_of,
 )
 from venue.core.orders import ORDER_FIELDS, ROW_ENCODER, Order
-from venue.core.reports import book_event, fill_event, order_event, order_report, trade_event
+from venue.core.reports import (
+    book_event,
+    fill_event,
+    order_event,
+    order_report,
+    trade_event,
+    trade_print,
+)
 from venue.core.risk import CASH, Accounts, ReservationRule
 from venue.core.settlement import settle_fill
 from venue.domain import pricing
@@ -80,7 +87,7 @@ class Outcome:
     result: Any
     journaled: bool = True
     ledger_entries: tuple[LedgerEntry, ...] = ()
-    events: tuple[dict[str, Any], ...] = ()
+    events: tuple[tuple, ...] = ()  # see venue/core/reports.py
 
 
 class Exchange:
@@ -343,7 +350,7 @@ class Exchange:
         if instrument.reference_price != price:  # the last trade is the band's new centre
             self.instruments[symbol] = instrument.with_reference_price(price)
         settled.entries.append(("fill", fill.payload, fill.deltas))
-        trade = trade_event(symbol, trade_id, price, qty, taker.side, ts)
+        trade = trade_print(symbol, trade_id, price, qty, taker.side, ts)
         recent = self.last_trades.get(symbol)
         if recent is None:
             recent = self.last_trades[symbol] = []
@@ -352,7 +359,7 @@ class Exchange:
             del recent[:-RECENT_TRADES]
         if self.emit_events:
             settled.events.append(fill_event(fill.payload, maker.participant, taker.participant))
-            settled.events.append(trade)
+            settled.events.append(trade_event(trade))
 
     def re_reserve_buys(self, symbol: str, ts: int, reason: str, events: list) -> None:
         """Reset resting buys' reservations after a change to what they could cost.
@@ -498,7 +505,7 @@ class _Settled:
 
     def __init__(self) -> None:
         self.entries: list[tuple] = []
-        self.events: list[dict[str, Any]] = []
+        self.events: list[tuple] = []
         self.reports: dict[int, dict[str, Any]] = {}
 
 

@@ -7,7 +7,7 @@ nothing. Every change of assets or reference data settles as a ledger block (SPE
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ledger.block import deposit_deltas, withdrawal_deltas
 from venue.core.commands import (
@@ -176,7 +176,7 @@ def update_factor(exchange: Exchange, command: UpdateFactor, ts: int) -> Outcome
         },
         [],
     )
-    events: list[dict[str, Any]] = []
+    events: list[tuple] = []
     exchange.re_reserve_buys(command.symbol, ts, "insufficient_cash_after_factor_update", events)
     wire = updated.to_wire()
     events.append(instrument_event(wire))
@@ -201,7 +201,7 @@ def roll_coupon_period(exchange: Exchange, command: RollCouponPeriod, ts: int) -
     exchange.instruments[command.symbol] = rolled
     wire = rolled.to_wire()
     entry = _instrument_updated(command.symbol, "coupon_roll", day.isoformat(), wire)
-    events: list[dict[str, Any]] = []
+    events: list[tuple] = []
     exchange.re_reserve_buys(command.symbol, ts, "insufficient_cash_after_coupon_roll", events)
     events.append(instrument_event(wire))
     return exchange.outcome(seq, wire, [entry], events)

@@ -51,7 +51,7 @@ from venue.errors import VenueError
 
 log = logging.getLogger(__name__)
 
-EventListener = Callable[[list[dict[str, Any]]], None]
+EventListener = Callable[[list[tuple]], None]  # events: see venue/core/reports.py
 
 # Commands journaled but not yet answered beyond which intake waits for the pipeline to drain:
 # memory stays bounded however fast callers submit.
@@ -67,7 +67,7 @@ class _Batch:
     """One pass of the sequencer: the answers owed, and what it journals and settles."""
 
     answers: list[tuple[asyncio.Future, Any]]  # (caller's future, result or VenueError)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple] = field(default_factory=list)
     ledger_entries: list[tuple[str, dict, Any]] = field(default_factory=list)
     journaled: int = 0
     durable: bool = False
@@ -288,7 +288,7 @@ class Sequencer:
         if self._in_flight == 0:
             self._drained.set()
 
-    def _publish(self, events: list[dict[str, Any]]) -> None:
+    def _publish(self, events: list[tuple]) -> None:
         for listener in self._listeners:
             try:
                 listener(events)

@@ -34,13 +34,14 @@ def test_concurrent_commands_are_batched_and_each_is_durable_before_it_is_answer
         violations: list[str] = []
         published: list[int] = []
 
-        def on_events(events: list[dict]) -> None:
+        def on_events(events: list[tuple]) -> None:
             # at publication every fill block must already be durable
             for event in events:
-                if event["type"] == "fill":
-                    height = venue.ledger.find_fill(event["trade_id"])
+                if event[0] == "fill":
+                    trade_id = event[1]["trade_id"]
+                    height = venue.ledger.find_fill(trade_id)
                     if height is None or height >= venue.ledger.durable_count:
-                        violations.append(f"fill {event['trade_id']} published before durable")
+                        violations.append(f"fill {trade_id} published before durable")
             published.append(venue.journal.durable_count)
 
         venue.sequencer.subscribe(on_events)
