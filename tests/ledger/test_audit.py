@@ -15,7 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.audit import _aligned_subtrees, _MerkleAccumulator, main, segment_pair, verify_ledger
+from ledger.audit import main, segment_pair, verify_ledger
+from ledger.audit.chunks import aligned_subtrees
+from ledger.audit.verify import MerkleAccumulator
 from ledger.block import decode_signed_block
 from ledger.hasher import leaf_hash
 from ledger.keys import generate_private_key, public_key_to_text
@@ -208,7 +210,7 @@ def test_report_volumes_by_instrument_and_segment_pair(built: BuiltLedger) -> No
 
 
 def test_show_prints_exact_utc_time() -> None:
-    from ledger.audit import _format_time
+    from ledger.audit.cli import _format_time
 
     assert _format_time(1_764_158_400_123_456_789) == "2025-11-26T12:00:00.123456789Z"
     assert _format_time(0) == "1970-01-01T00:00:00.000000000Z"
@@ -339,11 +341,11 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_goes_to_stderr_only_on_a_terminal(built: BuiltLedger) -> None:
-    from ledger import audit
+    from ledger.audit import cli
 
     terminal, pipe = _Terminal(), io.StringIO()
     for stream in (terminal, pipe):
-        progress = audit._Progress(stream)
+        progress = cli._Progress(stream)
         progress.last = -1.0  # as if the last update were long ago
         progress(1234)
         progress.done()
@@ -399,16 +401,16 @@ def test_an_incomplete_last_checkpoint_is_skipped_with_a_warning(
 def test_chunk_subtrees_accumulate_to_the_reference_root(pieces: list[int]) -> None:
     """Chunks of any lengths, as aligned subtrees, give MTH of every prefix (RFC 6962)."""
     leaves = [leaf_hash(number.to_bytes(4, "big")) for number in range(sum(pieces))]
-    accumulator = _MerkleAccumulator()
+    accumulator = MerkleAccumulator()
     assert accumulator.root() == merkle_root([])
     start = 0
     for length in pieces:
-        for level, root in _aligned_subtrees(start, leaves[start : start + length]):
+        for level, root in aligned_subtrees(start, leaves[start : start + length]):
             assert accumulator.size % (1 << level) == 0  # aligned where it lands
             accumulator.append_subtree(level, root)
         start += length
         assert (accumulator.size, accumulator.root()) == (start, merkle_root(leaves[:start]))
-    one_by_one = _MerkleAccumulator()
+    one_by_one = MerkleAccumulator()
     for leaf in leaves:
         one_by_one.append(leaf)
     assert one_by_one.root() == accumulator.root()

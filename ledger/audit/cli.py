@@ -1,0 +1,436 @@
+"""The ``venue-audit`` command line (clig.dev conventions), over the audit's library API.
+
+Data goes to stdout, diagnostics to stderr; ``--json`` everywhere for machine-readable output;
+``--data-dir`` (default ``./data``) and ``--json`` may come before or after the command. Exit
+status: 0 verified / done, 1 verification failed (or the thing asked for is not there), 2 usage
+error (argparse errors, a missing data directory). A progress line is shown on stderr only
+when stderr is a terminal.
+
+Commands (docs/LEDGER.md section 10): ``verify``, ``show``, ``balances``, ``receipt``,
+``verify-receipt``, ``consistency``, ``export``, ``report``. Each is one ``_command_*``
+function; :func:`build_parser` wires them to argparse and :func:`main` runs one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.audit.reading import (
+    AuditFailure,
+    AuditUsageError,
+    IncompleteTailWarning,
+    ledger_directory,
+    read_blocks,
+    read_checkpoint_notes,
+)
+from ledger.audit.reports import (
+    block_to_json,
+    compute_balances,
+    make_receipt,
+    trusted_keys,
+    volume_report,
+)
+from ledger.audit.verify import verify_ledger
+from ledger.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
+from ledger.keys import KeyFileError, load_public_key, public_key_from_text
+from ledger.proof import MerkleTree, ProofError, verify_consistency
+from ledger.receipt import ReceiptError, receipt_to_json, verify_receipt
+
+__all__ = ["build_parser", "main"]
+
+
+def _format_amount(asset: str, amount: int) -> str:
+    """Cash in yuan with 2 decimals (fen inside); units as plain integers."""
+    if asset != "CNY":
+        return str(amount)
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{abs(amount) // 100}.{abs(amount) % 100:02d}"
+
+
+def _format_time(timestamp_ns: int) -> str:
+    """RFC 3339 UTC with nanoseconds, from integer nanoseconds (no float rounding)."""
+    seconds, nanoseconds = divmod(timestamp_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{nanoseconds:09d}Z"
+
+
+def _emit_json(out: TextIO, value: Any) -> None:
+    out.write(json.dumps(value, sort_keys=True) + "\n")
+
+
+class _Progress:
+    """A one-line progress display on stderr, only when stderr is a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.started = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, count: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < 0.2:
+            return
+        self.last = now
+        rate = count / max(now - self.started, 1e-9)
+        self.stream.write(f"\rverifying: {count:,} blocks ({rate:,.0f}/s)")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _load_key_argument(text: str) -> Ed25519PublicKey:
+    """``--pubkey``: a file holding a public key, or the key text itself."""
+    path = Path(text)
+    try:
+        if path.is_file():
+            return load_public_key(path)
+        return public_key_from_text(text)
+    except KeyFileError as error:
+        raise AuditUsageError(f"--pubkey: {error}") from error
+
+
+def _command_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    pinned = _load_key_argument(args.pubkey) if args.pubkey else None
+    progress = _Progress(err)
+    result = verify_ledger(
+        args.data_dir,
+        workers=args.workers,
+        executor=args.executor,
+        pinned_key=pinned,
+        progress=progress,
+    )
+    progress.done()
+    for warning in result.warnings:
+        err.write(f"venue-audit: warning: {warning}\n")
+    if args.json:
+        _emit_json(out, result.to_json())
+    elif result.ok:
+        out.write(
+            f"verified {result.blocks} blocks and {result.checkpoints} checkpoints "
+            f"(root {result.root_hash}, genesis key {result.genesis_key_id}, "
+            f"current key {result.current_key_id}) in {result.seconds:.2f} s\n"
+        )
+    if not result.ok:
+        where = "" if result.first_bad_height is None else f"height {result.first_bad_height}: "
+        err.write(f"venue-audit: verification failed at {where}{result.problem_code}: ")
+        err.write(f"{result.problem}\n")
+        return 1
+    return 0
+
+
+def _command_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.height is not None and (args.from_height is not None or args.to_height is not None):
+        raise AuditUsageError("give HEIGHT or --from/--to, not both")
+    low = args.height if args.height is not None else (args.from_height or 0)
+    high = args.height if args.height is not None else args.to_height
+    shown = 0
+    for signed in read_blocks(args.data_dir):
+        if signed.height < low:
+            continue
+        if high is not None and signed.height > high:
+            break
+        shown += 1
+        view = block_to_json(signed)
+        if args.json:
+            _emit_json(out, view)
+            continue
+        out.write(
+            f"#{view['height']} {view['kind']} {_format_time(view['timestamp_ns'])} "
+            f"key={view['key_id']} "
+            f"hash={view['block_hash'][:16]}\n"
+            f"  payload {json.dumps(view['payload'], sort_keys=True)}\n"
+        )
+        for account, asset, amount in signed.block.deltas:
+            out.write(f"  {account:<24} {asset:<20} {amount:+d}\n")
+    if shown == 0:
+        raise AuditFailure("no block in the requested range")
+    return 0
+
+
+def _command_balances(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    balances = compute_balances(args.data_dir, args.at)
+    rows = sorted(
+        (account, asset, amount)
+        for (account, asset), amount in balances.items()
+        if args.account is None or account == args.account
+    )
+    if args.json:
+        _emit_json(out, [{"account": a, "asset": s, "balance": amount} for a, s, amount in rows])
+        return 0
+    for account, asset, amount in rows:
+        out.write(f"{account:<24} {asset:<20} {_format_amount(asset, amount):>20}\n")
+    return 0
+
+
+def _command_receipt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    receipt = make_receipt(args.data_dir, args.trade_id)
+    out.write(receipt_to_json(receipt) if not args.json else json.dumps(receipt) + "\n")
+    return 0
+
+
+def _command_verify_receipt(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    keys = [_load_key_argument(text) for text in args.pubkey]
+    try:
+        text = Path(args.file).read_text()
+    except OSError as error:
+        raise AuditUsageError(f"cannot read {args.file}: {error}") from error
+    try:
+        verified = verify_receipt(text, keys)
+    except ReceiptError as error:
+        if args.json:
+            _emit_json(out, {"ok": False, "code": error.code, "problem": error.message})
+        err.write(f"venue-audit: receipt does not verify: {error}\n")
+        return 1
+    summary = {
+        "ok": True,
+        "height": verified.height,
+        "trade_id": verified.trade_id,
+        "block_hash": verified.block_hash.hex(),
+        "origin": verified.origin,
+        "tree_size": verified.tree_size,
+        "root_hash": verified.root_hash.hex(),
+        "fill": verified.fill,
+    }
+    if args.json:
+        _emit_json(out, summary)
+    else:
+        out.write(
+            f"receipt verified: trade {verified.trade_id} is block {verified.height} of "
+            f"{verified.origin} at size {verified.tree_size}\n"
+        )
+    return 0
+
+
+def _command_consistency(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        old_note = Path(args.old_checkpoint).read_text()
+    except OSError as error:
+        raise AuditUsageError(f"cannot read {args.old_checkpoint}: {error}") from error
+    directory = ledger_directory(args.data_dir)
+    notes, problem = read_checkpoint_notes(directory)
+    if problem is not None:
+        raise AuditFailure(problem)
+    if not notes:
+        raise AuditFailure("the ledger has no stored checkpoint yet")
+    keys = trusted_keys(args.data_dir)
+    old = _verify_with_any(old_note, keys, "old checkpoint")
+    new = _verify_with_any(notes[-1], keys, "newest checkpoint")
+    tree = MerkleTree.from_leaf_hashes(signed.leaf_hash for signed in read_blocks(args.data_dir))
+    if new.size > tree.size or tree.root(new.size) != new.root_hash:
+        raise AuditFailure("the newest stored checkpoint does not match the blocks")
+    if old.size > new.size or old.origin != new.origin:
+        raise AuditFailure(f"old checkpoint (size {old.size}) is not an earlier state of this log")
+    proof = tree.consistency_proof(old.size, new.size) if 0 < old.size < new.size else []
+    try:
+        if old.size == 0:
+            if old.root_hash != MerkleTree().root():
+                raise ProofError("an empty tree has the empty root")
+        else:
+            verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+    except ProofError as error:
+        if args.json:
+            _emit_json(out, {"consistent": False, "problem": str(error)})
+        err.write(f"venue-audit: NOT consistent: {error}\n")
+        return 1
+    result = {
+        "consistent": True,
+        "old_size": old.size,
+        "new_size": new.size,
+        "old_root": old.root_hash.hex(),
+        "new_root": new.root_hash.hex(),
+        "proof": [node.hex() for node in proof],
+        "new_checkpoint": notes[-1],
+    }
+    if args.json:
+        _emit_json(out, result)
+    else:
+        out.write(
+            f"consistent: the log at size {old.size} is a prefix of the log at size {new.size} "
+            f"({len(proof)} proof hashes)\n"
+        )
+    return 0
+
+
+def _verify_with_any(note: str, keys: Sequence[Ed25519PublicKey], what: str) -> Checkpoint:
+    last_error: CheckpointError | None = None
+    for key in keys:
+        try:
+            return verify_checkpoint(note, key)
+        except CheckpointError as error:
+            last_error = error
+    raise AuditFailure(f"{what} is not signed by any venue key: {last_error}")
+
+
+def _command_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.format == "jsonl":
+        for signed in read_blocks(args.data_dir):
+            _emit_json(out, block_to_json(signed))
+        return 0
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["height", "timestamp_ns", "kind", "key_id", "block_hash", "payload", "deltas"])
+    for signed in read_blocks(args.data_dir):
+        block = signed.block
+        writer.writerow(
+            [
+                block.height,
+                block.timestamp_ns,
+                block.kind,
+                block.key_id,
+                signed.block_hash.hex(),
+                json.dumps(block.payload, sort_keys=True, separators=(",", ":")),
+                json.dumps([list(delta) for delta in block.deltas], separators=(",", ":")),
+            ]
+        )
+    return 0
+
+
+def _command_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    report = volume_report(args.data_dir)
+    if args.json:
+        _emit_json(out, report)
+        return 0
+    out.write(f"{'instrument':<24} {'fills':>8} {'qty':>14} {'amount (CNY)':>20}\n")
+    for name, row in report["by_instrument"].items():
+        out.write(
+            f"{name:<24} {row['count']:>8} {row['qty']:>14} "
+            f"{_format_amount('CNY', row['settlement_amount']):>20}\n"
+        )
+    out.write(f"\n{'segment pair':<24} {'fills':>8} {'qty':>14} {'amount (CNY)':>20}\n")
+    for name, row in [*report["by_segment_pair"].items(), ("total", report["total"])]:
+        out.write(
+            f"{name:<24} {row['count']:>8} {row['qty']:>14} "
+            f"{_format_amount('CNY', row['settlement_amount']):>20}\n"
+        )
+    return 0
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser (``--data-dir`` and ``--json`` accepted before or after a command)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help="venue data directory holding ledger/ (default: ./data)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    parser = argparse.ArgumentParser(
+        prog="venue-audit",
+        description="Verify and read the ABS Venue ledger. Exit 0 ok, 1 failed, 2 usage error.",
+        parents=[common],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    verify = commands.add_parser(
+        "verify", parents=[common], help="check checksums, links, signatures, checkpoints"
+    )
+    verify.add_argument("--pubkey", help="pin the venue public key (file or hex/base64 text)")
+    verify.add_argument(
+        "--workers", type=_non_negative, default=None, help="workers (default: all cores)"
+    )
+    verify.add_argument(
+        "--executor",
+        choices=["process", "thread"],
+        default="process",
+        help="run the checks in worker processes (default) or threads",
+    )
+    verify.set_defaults(handler=_command_verify)
+
+    show = commands.add_parser("show", parents=[common], help="print blocks")
+    show.add_argument("height", nargs="?", type=_non_negative, help="one block height")
+    show.add_argument("--from", dest="from_height", type=_non_negative, help="first height")
+    show.add_argument("--to", dest="to_height", type=_non_negative, help="last height")
+    show.set_defaults(handler=_command_show)
+
+    balances = commands.add_parser("balances", parents=[common], help="recompute balances")
+    balances.add_argument("--at", type=_non_negative, help="after this height (default: all)")
+    balances.add_argument("--account", help="only this account")
+    balances.set_defaults(handler=_command_balances)
+
+    receipt = commands.add_parser("receipt", parents=[common], help="receipt for a fill")
+    receipt.add_argument("trade_id", metavar="TRADE_ID")
+    receipt.set_defaults(handler=_command_receipt)
+
+    check = commands.add_parser("verify-receipt", parents=[common], help="check a receipt")
+    check.add_argument("file", metavar="FILE")
+    check.add_argument(
+        "--pubkey",
+        required=True,
+        action="append",
+        help="venue public key (file or text); repeat for a rotated key",
+    )
+    check.set_defaults(handler=_command_verify_receipt)
+
+    consistency = commands.add_parser(
+        "consistency", parents=[common], help="prove an old checkpoint is a prefix of the log"
+    )
+    consistency.add_argument("old_checkpoint", metavar="OLD_CHECKPOINT")
+    consistency.set_defaults(handler=_command_consistency)
+
+    export = commands.add_parser("export", parents=[common], help="dump every block")
+    export.add_argument("--format", choices=["csv", "jsonl"], required=True)
+    export.set_defaults(handler=_command_export)
+
+    report = commands.add_parser("report", parents=[common], help="volume by instrument/segment")
+    report.set_defaults(handler=_command_report)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
+    """Console entry point; returns the exit status (0 ok, 1 failed, 2 usage)."""
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    args.data_dir = getattr(args, "data_dir", "./data")
+    args.json = getattr(args, "json", False)
+    try:
+        if args.handler is not _command_verify_receipt:  # a receipt is checked offline
+            ledger_directory(args.data_dir)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", IncompleteTailWarning)
+            code = args.handler(args, out, err)
+        for warning in caught:
+            err.write(f"venue-audit: warning: {warning.message}\n")
+        return code
+    except AuditUsageError as error:
+        err.write(f"venue-audit: {error}\n")
+        return 2
+    except AuditFailure as error:
+        if args.json:
+            _emit_json(out, {"ok": False, "problem": str(error)})
+        err.write(f"venue-audit: {error}\n")
+        return 1
+    except BrokenPipeError:
+        return 1

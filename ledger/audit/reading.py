@@ -1,0 +1,112 @@
+"""Reading a ledger directory for the audit: strictly, read-only, without the Ledger facade.
+
+The audit must be able to *report* damage (the first bad height and what was wrong) rather
+than refuse to open, so it reads the record logs through the strict scanner
+(``recordlog.LogScanner``) and decodes blocks with block.py's strict decoder itself. A torn
+tail (an incomplete last record: a write in progress, or a crash the ledger has not yet
+recovered from) is an ``IncompleteTailWarning``, not an error.
+
+Also the two exceptions every part of the audit uses: ``AuditUsageError`` (exit status 2) and
+``AuditFailure`` (exit status 1).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from ledger.block import BlockError, SignedBlock, decode_signed_block
+from ledger.ledger import BLOCKS_DIRECTORY, CHECKPOINTS_DIRECTORY
+from ledger.recordlog import LogScanner
+
+__all__ = [
+    "AuditFailure",
+    "AuditUsageError",
+    "IncompleteTailWarning",
+    "ledger_directory",
+    "read_blocks",
+    "read_checkpoint_notes",
+]
+
+
+class AuditUsageError(Exception):
+    """The command line or the data directory is unusable (exit status 2)."""
+
+
+class AuditFailure(Exception):
+    """What was asked for is missing or does not check out (exit status 1)."""
+
+
+def ledger_directory(data_dir: str | os.PathLike[str]) -> Path:
+    """The ledger directory of a venue data directory.
+
+    ``data_dir/ledger`` normally; ``data_dir`` itself if it already is a ledger directory
+    (holds ``blocks/``), so a benchmark can point at a bare ledger.
+    """
+    base = Path(data_dir)
+    if not base.is_dir():
+        raise AuditUsageError(f"data directory {base} does not exist")
+    if (base / BLOCKS_DIRECTORY).is_dir():
+        return base
+    if (base / "ledger" / BLOCKS_DIRECTORY).is_dir():
+        return base / "ledger"
+    raise AuditUsageError(f"no ledger in {base} (expected {base / 'ledger' / BLOCKS_DIRECTORY})")
+
+
+class IncompleteTailWarning(UserWarning):
+    """The last record is incomplete: a write in progress, or a crash not yet recovered."""
+
+
+def read_checkpoint_notes(directory: Path) -> tuple[list[str], str | None]:
+    """Every stored checkpoint note in order, and a description of a storage problem if any.
+
+    An incomplete last checkpoint record (a torn tail) is skipped with an
+    ``IncompleteTailWarning``: it was never durable, so it was never published.
+    """
+    notes: list[str] = []
+    scanner = LogScanner(directory / CHECKPOINTS_DIRECTORY)
+    if not (directory / CHECKPOINTS_DIRECTORY).is_dir():
+        return notes, None
+    for record in scanner:
+        notes.append(record.payload.decode("utf-8", errors="replace"))
+    problem = scanner.problem
+    if problem is not None and problem.is_torn_tail:
+        warnings.warn(
+            f"ignored an incomplete checkpoint at the end: {problem.describe()}",
+            IncompleteTailWarning,
+            stacklevel=2,
+        )
+    elif problem is not None:
+        return notes, f"checkpoint store: {problem.describe()}"
+    return notes, None
+
+
+def read_blocks(data_dir: str | os.PathLike[str]) -> Iterator[SignedBlock]:
+    """Every block in height order, strictly decoded; ``AuditFailure`` at the first problem.
+
+    An incomplete last record (torn tail) ends the iteration with an ``IncompleteTailWarning``
+    instead: the ledger itself truncates it on open. No signature checks: use
+    ``verify_ledger`` for those.
+    """
+    scanner = LogScanner(ledger_directory(data_dir) / BLOCKS_DIRECTORY)
+    for record in scanner:
+        try:
+            signed = decode_signed_block(record.payload)
+        except BlockError as error:
+            raise AuditFailure(f"height {record.record_number}: {error}") from error
+        if signed.block.height != record.record_number:
+            raise AuditFailure(
+                f"height {record.record_number}: record holds block {signed.block.height}"
+            )
+        yield signed
+    problem = scanner.problem
+    if problem is not None and problem.is_torn_tail:
+        warnings.warn(
+            f"ignored an incomplete record at the end: {problem.describe()}",
+            IncompleteTailWarning,
+            stacklevel=2,
+        )
+    elif problem is not None:
+        raise AuditFailure(f"height {problem.record_number}: {problem.describe()}")
