@@ -75,7 +75,8 @@ __all__ = ["CHINA_STANDARD_TIME", "Exchange", "LedgerEntry", "Outcome", "trade_d
 
 RECENT_TRADES = 100  # public prints kept per instrument
 
-# One block a command settles: ``kind``, payload and (account, asset, amount) deltas.
+# One block a command settles: ``kind``, payload and (account, asset, amount) deltas; ``None``
+# deltas for a fill: the ledger derives them from the payload (``ledger.block.fill_deltas``).
 LedgerEntry = namedtuple("LedgerEntry", "kind payload deltas")
 
 
@@ -349,7 +350,9 @@ class Exchange:
         taker.record_fill(trade_id, price, qty, ts)
         if instrument.reference_price != price:  # the last trade is the band's new centre
             self.instruments[symbol] = instrument.with_reference_price(price)
-        settled.entries.append(("fill", fill.payload, fill.deltas))
+        # No deltas given: the ledger derives a fill's from its payload with the same rule
+        # (ledger.block.fill_deltas) that moved the balances here, instead of checking a copy.
+        settled.entries.append(("fill", fill.payload, None))
         trade = trade_print(symbol, trade_id, price, qty, taker.side, ts)
         recent = self.last_trades.get(symbol)
         if recent is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ledger.block import make_deltas
+from ledger.block import fill_deltas, make_deltas
 from ledger.ledger import Ledger
 from ledger.recordlog import RecordLog
 from venue.core.exchange import Exchange, LedgerEntry
@@ -45,10 +45,14 @@ def _check_block_matches(
             )
         return
     block = ledger.block(height).block
+    if entry.deltas is None:  # a fill: its deltas follow from its payload
+        expected_deltas = fill_deltas(entry.payload)
+    else:
+        expected_deltas = make_deltas(entry.deltas)
     if (
         block.kind != entry.kind
         or dict(block.payload) != entry.payload
-        or tuple(block.deltas) != make_deltas(entry.deltas)
+        or tuple(block.deltas) != expected_deltas
     ):
         raise RecoveryError(
             f"ledger block {height} ({block.kind}) differs from the one the journal replay "
