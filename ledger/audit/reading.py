@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ledger.block import BlockError, SignedBlock, decode_signed_block
 from ledger.ledger import BLOCKS_DIRECTORY, CHECKPOINTS_DIRECTORY
-from ledger.recordlog import LogScanner
+from ledger.recordlog import LogScanner, ScanProblem
 
 __all__ = [
     "AuditFailure",
@@ -71,14 +71,8 @@ def read_checkpoint_notes(directory: Path) -> tuple[list[str], str | None]:
         return notes, None
     for record in scanner:
         notes.append(record.payload.decode("utf-8", errors="replace"))
-    problem = scanner.problem
-    if problem is not None and problem.is_torn_tail:
-        warnings.warn(
-            f"ignored an incomplete checkpoint at the end: {problem.describe()}",
-            IncompleteTailWarning,
-            stacklevel=2,
-        )
-    elif problem is not None:
+    problem = _problem_after_scan(scanner, "checkpoint")
+    if problem is not None:
         return notes, f"checkpoint store: {problem.describe()}"
     return notes, None
 
@@ -101,12 +95,20 @@ def read_blocks(data_dir: str | os.PathLike[str]) -> Iterator[SignedBlock]:
                 f"height {record.record_number}: record holds block {signed.block.height}"
             )
         yield signed
+    problem = _problem_after_scan(scanner, "record")
+    if problem is not None:
+        raise AuditFailure(f"height {problem.record_number}: {problem.describe()}")
+
+
+def _problem_after_scan(scanner: LogScanner, what: str) -> ScanProblem | None:
+    """What stopped a finished scan, if it is damage; a torn tail (an incomplete last record,
+    never durable) is only an ``IncompleteTailWarning``."""
     problem = scanner.problem
     if problem is not None and problem.is_torn_tail:
         warnings.warn(
-            f"ignored an incomplete record at the end: {problem.describe()}",
+            f"ignored an incomplete {what} at the end: {problem.describe()}",
             IncompleteTailWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    elif problem is not None:
-        raise AuditFailure(f"height {problem.record_number}: {problem.describe()}")
+        return None
+    return problem
