@@ -9,6 +9,14 @@
       snapshots/              periodic state snapshots (venue.core.snapshots)
       credentials.json        demo participants' API keys (0600), written on first start
 
+First start is all or nothing: the demo is seeded into ``DATA_DIR/.seeding/`` (a complete venue
+of its own, closed and fsynced), a ``complete`` marker is written there last, and only then are
+its entries renamed into ``DATA_DIR`` (each rename atomic, the directory fsynced). A start that
+finds ``.seeding/`` without the marker was killed while seeding, before anything was served:
+it is discarded and the seeding done again; with the marker, the renames are finished. So an
+operator sees either no venue or a fully seeded one with its ``credentials.json``, never a half
+seeded one. The demo is only seeded into an empty data directory (none of the entries above).
+
 Recovery (``venue/core/recovery.py``): the newest snapshot, then the journal replayed after it;
 anything that does not line up is refused (:class:`RecoveryError`), never patched over.
 """
@@ -17,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
 import json
 import logging
 import os
+import shutil
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,7 +44,7 @@ from ledger.keys import (
     save_public_key,
 )
 from ledger.ledger import Ledger
-from ledger.recordlog import RecordLog
+from ledger.recordlog import LOCK_FILE_NAME, RecordLog
 from venue.config import Config
 from venue.core.commands import (
     AdmitParticipant,
@@ -72,6 +82,132 @@ def _ensure_private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     return path
+
+
+# First-start staging (see the module docstring).
+STAGING = ".seeding"
+STAGING_COMPLETE = "complete"
+# What the venue keeps in its data directory: a directory holding none of these is empty.
+DATA_ENTRIES = ("keys", "ledger", "journal", "snapshots", "credentials.json")
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root`` (and ``root``), deepest first."""
+    for directory, _subdirectories, files in os.walk(root, topdown=False):
+        for name in files:
+            _fsync_path(Path(directory) / name)
+        _fsync_path(Path(directory))
+
+
+def _create_data_dir(data_dir: Path) -> None:
+    """Create the data directory (0700), its creation durable in the parent directory."""
+    existed = data_dir.is_dir()
+    _ensure_private_dir(data_dir)
+    if not existed:
+        with contextlib.suppress(PermissionError):  # best effort: a parent we may not read
+            _fsync_path(data_dir.resolve().parent)
+
+
+@contextlib.contextmanager
+def _first_start_lock(data_dir: Path):
+    """An exclusive lock on the data directory while a first start resolves or builds its
+    staging, so that a second venue started at the same moment cannot discard it."""
+    fd = os.open(data_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise VenueStartupError(
+                f"another venue is starting in {data_dir}; refusing to start beside it"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _is_empty_data_dir(data_dir: Path) -> bool:
+    return not any((data_dir / name).exists() for name in DATA_ENTRIES)
+
+
+def _publish_staging(staging: Path, data_dir: Path) -> None:
+    """Move a complete staging directory's entries into ``data_dir``; idempotent, so a start
+    that finds the ``complete`` marker finishes what a killed one began."""
+    for entry in sorted(os.listdir(staging)):
+        if entry == STAGING_COMPLETE:
+            continue
+        if (data_dir / entry).exists():
+            raise VenueStartupError(
+                f"cannot finish the first start: both {staging / entry} and {data_dir / entry} "
+                "exist; refusing to guess which is right (move one away)"
+            )
+        os.rename(staging / entry, data_dir / entry)
+    _fsync_path(data_dir)
+    os.unlink(staging / STAGING_COMPLETE)
+    os.rmdir(staging)
+    _fsync_path(data_dir)
+
+
+def _resolve_staging(data_dir: Path) -> None:
+    """Finish (``complete`` marker) or discard (no marker) what a killed first start left."""
+    staging = data_dir / STAGING
+    if not staging.exists():
+        return
+    if (staging / STAGING_COMPLETE).exists():
+        log.warning("finishing an interrupted first start", extra={"staging": str(staging)})
+        _publish_staging(staging, data_dir)
+        return
+    if not any(staging.iterdir()):  # killed after the last rename, before the rmdir
+        staging.rmdir()
+        _fsync_path(data_dir)
+        return
+    log.warning(
+        "discarding an unfinished first-start seeding (the venue was stopped while seeding; "
+        "nothing in it was ever served); seeding again",
+        extra={"staging": str(staging)},
+    )
+    held = _hold_log_locks(staging)
+    try:
+        shutil.rmtree(staging)
+    finally:
+        for fd in held:
+            os.close(fd)
+    _fsync_path(data_dir)
+
+
+def _hold_log_locks(root: Path, timeout: float = 30.0) -> list[int]:
+    """Take every record log's lock under ``root``, waiting for the processes of a killed start
+    to let go: its ledger writer child commits what it holds before it exits, and must not
+    write into the directory that replaces this one."""
+    held: list[int] = []
+    try:
+        for lock in sorted(root.glob(f"**/{LOCK_FILE_NAME}")):
+            fd = os.open(lock, os.O_RDWR)
+            held.append(fd)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise VenueStartupError(
+                            f"{lock} is still held by a process of an interrupted first start; "
+                            "stop it, then start again"
+                        ) from None
+                    time.sleep(0.01)
+    except BaseException:
+        for fd in held:
+            os.close(fd)
+        raise
+    return held
 
 
 def _load_or_create_signing_key(keys_dir: Path):
@@ -155,8 +291,28 @@ class Venue:
                 )
             log.warning("running on the pure-Python reference matching engine")
         log.info("matching engine loaded", extra={"implementation": matching.IMPLEMENTATION})
+        data_dir = Path(config.data_dir)
+        _create_data_dir(data_dir)
+        with _first_start_lock(data_dir):
+            await asyncio.to_thread(_resolve_staging, data_dir)
+            if _is_empty_data_dir(data_dir) and config.seed_demo:
+                await cls._first_start(config, data_dir)
+        venue = await cls._open_directory(config, data_dir)
+        if venue.exchange.seq == 0 and config.seed_demo:
+            log.warning(
+                "not seeding the demo: the data directory is not empty (the demo is seeded only "
+                "into an empty one, all or nothing)",
+                extra={"data_dir": str(data_dir)},
+            )
+        await venue._housekeeping()
+        venue._housekeeping_task = asyncio.create_task(venue._housekeeping_at_day_boundaries())
+        return venue
+
+    @classmethod
+    async def _open_directory(cls, config: Config, data_dir: Path) -> Venue:
+        """Lay out (or reopen) ``data_dir``, recover and start the sequencer."""
         started = time.perf_counter()
-        data_dir = _ensure_private_dir(Path(config.data_dir))
+        data_dir = _ensure_private_dir(data_dir)
         key = _load_or_create_signing_key(_ensure_private_dir(data_dir / "keys"))
         with _collector_paused():
             ledger = await asyncio.to_thread(
@@ -169,9 +325,7 @@ class Venue:
             )
             journal = await asyncio.to_thread(RecordLog.open, data_dir / "journal")
             try:
-                exchange, recovery = await asyncio.to_thread(
-                    recover, data_dir, journal, ledger
-                )
+                exchange, recovery = await asyncio.to_thread(recover, data_dir, journal, ledger)
             except BaseException:
                 journal.close()
                 ledger.close()
@@ -186,15 +340,44 @@ class Venue:
             snapshot_every=config.snapshot_every_commands,
         )
         sequencer.start()
-        venue = cls(config, exchange, journal, ledger, sequencer, recovery)
-        if exchange.seq == 0 and config.seed_demo:
-            await venue._seed_demo(data_dir)
-        await venue._housekeeping()
-        venue._housekeeping_task = asyncio.create_task(venue._housekeeping_at_day_boundaries())
-        return venue
+        return cls(config, exchange, journal, ledger, sequencer, recovery)
 
-    async def _seed_demo(self, data_dir: Path) -> None:
-        """First start: list the demo deal, admit and fund the demo participants."""
+    @classmethod
+    async def _first_start(cls, config: Config, data_dir: Path) -> None:
+        """Seed a complete venue in ``DATA_DIR/.seeding``, close it, then publish it."""
+        staging = data_dir / STAGING
+        seeding = await cls._open_directory(config, staging)
+        try:
+            credentials = await seeding._seed_demo()
+        finally:
+            await seeding.close()
+        path = staging / "credentials.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(
+                {
+                    "base_url": f"http://{config.host}:{config.port}/v1",
+                    "participants": credentials,
+                },
+                handle,
+                indent=2,
+            )
+
+        def complete_and_publish() -> None:
+            _fsync_tree(staging)  # everything durable before the marker says it is complete
+            marker = os.open(staging / STAGING_COMPLETE, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+            os.fsync(marker)
+            os.close(marker)
+            _fsync_path(staging)
+            _publish_staging(staging, data_dir)
+
+        await asyncio.to_thread(complete_and_publish)
+        credentials_file = str(data_dir / "credentials.json")
+        log.info("seeded demo data", extra={"credentials_file": credentials_file})
+
+    async def _seed_demo(self) -> list[dict[str, Any]]:
+        """First start: list the demo deal, admit and fund the demo participants; their
+        credentials."""
         credentials = []
         for instrument in demo.INSTRUMENTS:
             await self.submit(ListInstrument(instrument))
@@ -209,18 +392,7 @@ class Venue:
             )
         for participant_id, asset, amount in demo.FUNDING:
             await self.submit(Deposit(participant_id, asset, amount))
-        path = data_dir / "credentials.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(
-                {
-                    "base_url": f"http://{self.config.host}:{self.config.port}/v1",
-                    "participants": credentials,
-                },
-                handle,
-                indent=2,
-            )
-        log.info("seeded demo data", extra={"credentials_file": str(path)})
+        return credentials
 
     # ================================================================== day boundaries
     async def _housekeeping(self) -> None:
