@@ -369,8 +369,8 @@ class Sequencer:
             # Closed orders never change: encode them here, in pieces, letting the event loop
             # have the GIL between pieces.
             pieces = []
-            for start in range(0, len(closed), 5_000):
-                pieces.append(ROW_ENCODER.encode(closed[start : start + 5_000])[1:-1])
+            for start in range(0, len(closed), 1_000):
+                pieces.append(ROW_ENCODER.encode(closed[start : start + 1_000])[1:-1])
                 time.sleep(0)
             rows = msgspec.Raw(b"[" + b",".join(pieces) + b"]")
             write_order_archive(self.snapshot_dir, seq, state["order_fields"], rows)
