@@ -2,10 +2,14 @@
 
 Each round starts ``crash_driver`` on the same data directory, lets it acknowledge commands for a
 random while, kills it with SIGKILL, then reopens the venue here and checks against everything
-the driver printed as acknowledged: every acknowledged order exists with at least the fills it
-was acknowledged with (and the same final status if it had ended), every acknowledged cancel
-stuck, every acknowledged trade is on the ledger exactly once, the ledger and the venue agree on
-every balance, the full ledger verifies, and sequence numbers continue.
+the driver printed as acknowledged. A reader thread takes the driver's output as it comes (a
+pipe nobody reads fills at 64 KiB and blocks the driver, and a kill would land on an idle
+venue), and each round asserts that acknowledgements were still arriving in the last
+``BUSY_WINDOW`` seconds before the kill. After each restart: every acknowledged order exists
+with at least the fills it was acknowledged with (and the same final status if it had ended),
+every acknowledged cancel stuck, every acknowledged trade is on the ledger exactly once, the
+ledger and the venue agree on every balance, the full ledger verifies, and sequence numbers
+continue.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,6 +35,32 @@ from venue.service import Venue
 
 ROOT = Path(__file__).resolve().parents[3]
 ROUNDS = 3
+# The kill must land on a busy venue: at least BUSY_ACKS acknowledgements (answered commands,
+# not refusals) read in the last BUSY_WINDOW seconds before it. Measured here: 200-300.
+BUSY_WINDOW = 0.1
+BUSY_ACKS = 10
+
+
+class DriverOutput:
+    """Read a driver's output continuously in a thread, each line with the time it arrived."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self._stream = stream
+        self._thread = threading.Thread(target=self._read, name="crash-driver-reader")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self.lines.append((time.monotonic(), line))
+
+    def acks_since(self, moment: float) -> int:
+        return sum(1 for at, line in list(self.lines) if at >= moment and '"result"' in line)
+
+    def join(self) -> None:
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the driver's output did not end"
 
 
 def run_driver_until_killed(data_dir: Path, seed: int, run_seconds: float) -> list[dict]:
@@ -43,15 +74,23 @@ def run_driver_until_killed(data_dir: Path, seed: int, run_seconds: float) -> li
     try:
         ready = process.stdout.readline()
         assert ready.startswith('{"ready"'), f"driver did not start: {ready!r}"
+        output = DriverOutput(process.stdout)
         time.sleep(run_seconds)
+        kill_at = time.monotonic()
+        busy = output.acks_since(kill_at - BUSY_WINDOW)
         os.kill(process.pid, signal.SIGKILL)
-        output = process.stdout.read()
+        process.wait(timeout=30)
+        output.join()
     finally:
         process.kill()
         process.wait(timeout=30)
         process.stdout.close()
-    lines = output.splitlines()
-    if lines and not lines[-1].endswith("}"):
+    assert busy >= BUSY_ACKS, (
+        f"only {busy} acknowledgements in the {BUSY_WINDOW}s before the kill "
+        f"({len(output.lines)} lines in all): the SIGKILL landed on an idle venue"
+    )
+    lines = [line for _at, line in output.lines]
+    if lines and not lines[-1].endswith("\n"):
         lines.pop()  # the kill cut the last line short: that command was never fully reported
     return [json.loads(line) for line in lines]
 
