@@ -94,7 +94,13 @@ class WriterProcess:
 
     def __init__(self, position: WriterPosition) -> None:
         package_root = str(Path(__file__).resolve().parents[1])
+        # Group signals (Ctrl-C, SIGTERM to the process group) must not kill the child, even
+        # while its interpreter starts: it is started with them blocked (a signal mask is
+        # inherited across exec), ignores them, and only then unblocks them.
         code = (
+            "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM)); "
             f"import sys; sys.path.insert(0, {package_root!r}); "
             "from ledger.writer_process import main; sys.exit(main(sys.argv[1:]))"
         )
@@ -105,13 +111,17 @@ class WriterProcess:
             str(position.last_segment_size),
             str(position.next_record_number),
         ]
-        self._process = subprocess.Popen(
-            [sys.executable, "-I", "-c", code, *arguments],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-            pass_fds=(position.lock_fd,),
-        )
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM))
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-c", code, *arguments],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                pass_fds=(position.lock_fd,),
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if self._process.stdin is None or self._process.stdout is None:  # PIPE gives both
             self._process.kill()
             raise WriterProcessError("the writer process was started without its pipes")

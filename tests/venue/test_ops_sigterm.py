@@ -176,3 +176,47 @@ def test_sigterm_to_the_process_group_under_load_answers_every_command_in_flight
     assert seq == records[-1]["stopped"] + 1  # nothing lost, nothing after the stop
     result = verify_ledger(data_dir, workers=2)
     assert result.ok, result.problem
+
+
+# A group signal can reach the writer child before its interpreter has even started: the venue
+# is then opening, or has just said "venue ready" (Ledger.open does not wait for the child).
+EARLY_SIGNALS = """
+import asyncio, os, signal, subprocess, sys
+from pathlib import Path
+from tests.venue.core.helpers import venue_config
+from venue.service import Venue
+
+popen = subprocess.Popen
+def signalled_at_once(*args, **kwargs):
+    process = popen(*args, **kwargs)
+    os.kill(process.pid, signal.SIGTERM)  # as from `kill -TERM -PGID` / Ctrl-C right then
+    os.kill(process.pid, signal.SIGINT)
+    return process
+subprocess.Popen = signalled_at_once
+
+async def main():
+    venue = await Venue.open(venue_config(Path(sys.argv[1])))
+    try:
+        await venue.admit("P-NEW1", "New Bank", "interbank", "broker")  # a block to write
+    finally:
+        await venue.close()
+    print(venue.ledger.height)
+
+asyncio.run(main())
+"""
+
+
+def test_the_writer_child_ignores_group_signals_from_its_first_instant(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    result = subprocess.run(
+        [sys.executable, "-c", EARLY_SIGNALS, str(data_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert bad_log_lines(result.stderr) == [] and "KeyboardInterrupt" not in result.stderr
+    assert int(result.stdout) >= 21  # the demo seed and the admission, all written
+    audit = audit_verify(data_dir)
+    assert audit.returncode == 0, (audit.stdout, audit.stderr)
