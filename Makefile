@@ -46,7 +46,7 @@ bench:
 	$(PYTHON) load_tests/bench_ledger.py
 	$(PYTHON) load_tests/bench_pipeline.py
 
-# Lint, and check formatting (fails while the tree is not yet formatted: issue 8).
+# Lint, and check formatting (as CI does).
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .

@@ -70,9 +70,7 @@ class Builder:
     def apply(self, command) -> dict:
         self.ts += 1_000
         outcome = self.exchange.apply(command, self.ts)
-        self.last_journal = self.journal.append(
-            encode_record(outcome.seq, self.ts, command)
-        )
+        self.last_journal = self.journal.append(encode_record(outcome.seq, self.ts, command))
         for entry in outcome.ledger_entries:
             self.last_block = self.ledger.append(entry.kind, entry.payload, entry.deltas)
         self.since_snapshot += 1

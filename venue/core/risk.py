@@ -75,6 +75,7 @@ class ReservationRule:
             self._per_unit[key] = per_unit
         return qty * per_unit
 
+
 Key = tuple[str, str]  # (account, asset)
 
 
