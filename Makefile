@@ -23,12 +23,6 @@ test:
 # The suite on a build without the compiled extension (the reference engine), as .ci/run's step 2
 # (keep the two in step; the reasons are there): a copy of the checkout without the .so, in a
 # temporary directory removed afterwards, with its own .venv built with VENUE_NO_EXTENSIONS=1.
-# Deselected: tests that open a Venue from their own Config(...), which refuses the fallback.
-REFERENCE_DESELECT := \
-	tests/venue/core/test_crash.py::test_sigkill_at_random_moments_loses_nothing_acknowledged \
-	tests/venue/test_ops_sigterm.py::test_sigterm_to_the_process_group_under_load_answers_every_command_in_flight \
-	tests/venue/test_serve.py::test_an_operator_admits_a_participant_who_can_then_be_funded_and_trade
-
 test-reference:
 	reference="$$(mktemp -d)" && trap 'rm -rf "$$reference"' EXIT && \
 	lobster="$${VENUE_LOBSTER_DIR:-$(CURDIR)/../shared/data/lobster}" && \
@@ -38,7 +32,7 @@ test-reference:
 	cd "$$reference" && python3 -m venv .venv && \
 	VENUE_NO_EXTENSIONS=1 .venv/bin/pip install -q -e '.[test]' && \
 	VENUE_NO_EXTENSIONS=1 VENUE_ALLOW_REFERENCE_ENGINE=1 VENUE_LOBSTER_DIR="$$lobster" \
-	    .venv/bin/python -m pytest -q $(addprefix --deselect ,$(REFERENCE_DESELECT))
+	    .venv/bin/python -m pytest -q
 
 # The benchmarks (slow; run on an otherwise idle machine for figures worth quoting).
 bench:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ledger.audit import verify_ledger
 from tests.venue.core.test_crash import check_recovered
-from tests.venue.test_serve import free_port, get_json
+from tests.venue.test_serve import free_port, get_json, start_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,20 +67,12 @@ def serve_then_sigterm_the_group(data_dir: Path, port: int, log_path: Path) -> t
     healthy, keep it answering /healthz, then SIGTERM the whole group; (exit status, answers)."""
     answered: list[int] = []
     with log_path.open("w") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "venue.cli",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
+        process = start_serve(
+            data_dir,
+            port,
             stdout=subprocess.DEVNULL,
             stderr=log_file,  # a file: the access log of the polling below would fill a pipe
+            text=False,
             process_group=0,
         )
     try:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import matching
+from tests.venue.core.helpers import venue_config
 from venue.config import Config, ConfigError, load_config
 from venue.service import Venue, VenueStartupError
 
@@ -38,23 +39,13 @@ def get_json(url: str) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
-def start_serve(data_dir: Path, port: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "venue.cli",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start_serve(data_dir: Path, port: int, **popen_options) -> subprocess.Popen:
+    """``venue serve --data-dir DATA_DIR --port PORT`` from the repository root; its output
+    piped as text unless ``popen_options`` say otherwise."""
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    options.update(popen_options)
+    command = ["venue.cli", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    return subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, **options)
 
 
 def wait_healthy(process: subprocess.Popen, port: int, timeout: float = 60) -> dict:
@@ -247,7 +238,7 @@ def test_an_operator_admits_a_participant_who_can_then_be_funded_and_trade(tmp_p
     from venue.core.commands import Deposit, PlaceOrder
 
     async def scenario() -> None:
-        venue = await Venue.open(Config(data_dir=tmp_path / "data"))
+        venue = await Venue.open(venue_config(tmp_path / "data"))
         try:
             admitted = await venue.admit("P-NEW1", "Harbour Bank", "interbank", "broker")
             assert admitted["participant_id"] == "P-NEW1" and admitted["segment"] == "interbank"

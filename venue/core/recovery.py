@@ -118,7 +118,7 @@ def recover(data_dir: Path, journal: RecordLog, ledger: Ledger) -> tuple[Exchang
         "replayed_commands": replayed,
         "reappended_blocks": appended,
         "seq": exchange.seq,
-        "ledger_height": ledger.height,
+        "ledger_blocks": ledger.height + 1,
         # bytes of a torn tail (a crash mid-write) that opening cut from each log
         "journal_truncated_bytes": journal.recovery.truncated_bytes,
         "ledger_truncated_bytes": ledger.recovery.truncated_bytes,

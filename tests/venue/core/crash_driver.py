@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from venue.config import Config
+from tests.venue.core.helpers import venue_config
 from venue.core.commands import CancelOrder, PlaceOrder
 from venue.errors import VenueError
 from venue.service import Venue
@@ -33,7 +33,7 @@ def emit(line: dict) -> None:
 
 
 async def main(data_dir: Path, seed: int) -> None:
-    config = Config(data_dir=data_dir, snapshot_every_commands=150, checkpoint_every_ms=50)
+    config = venue_config(data_dir, snapshot_every_commands=150, checkpoint_every_ms=50)
     venue = await Venue.open(config)
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)

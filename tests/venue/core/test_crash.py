@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from ledger.audit import verify_ledger
-from venue.config import Config
+from tests.venue.core.helpers import venue_config
 from venue.core.commands import PlaceOrder
 from venue.service import Venue
 
@@ -103,7 +103,7 @@ def run_driver_until_killed(data_dir: Path, seed: int, run_seconds: float) -> li
 
 
 async def check_recovered(data_dir: Path, acknowledged: list[dict]) -> int:
-    venue = await Venue.open(Config(data_dir=data_dir, checkpoint_every_ms=50))
+    venue = await Venue.open(venue_config(data_dir, checkpoint_every_ms=50))
     try:
         exchange = venue.exchange
         exchange.validate()
