@@ -5,8 +5,8 @@ open order holds one *reservation* of what it could still need -- units for a se
 buy (:meth:`ReservationRule.need`) -- and ``available = balance - reserved``. An order is accepted
 only if its reservation fits in what is available, fills consume reserved value, and the
 reservation is reset to the need of what remains (or released when the order ends). No account
-other than an ``external:`` one (``EXTERNAL_PREFIX``, the ledger's own constant) can ever go
-negative.
+other than an ``external:`` one (the ledger's own rule, ``ledger.block.is_external_account``)
+can ever go negative, nor below what it holds reserved.
 
 The buy need: the worst-case cost (settlement amount at the limit price with the largest accrued
 interest reachable before the next coupon date, plus the largest fee), a whole number of fen per
@@ -25,7 +25,7 @@ from collections import defaultdict
 from datetime import date
 
 from ledger.block import CASH_ASSET as CASH
-from ledger.block import EXTERNAL_PREFIX, FEE_ACCOUNT
+from ledger.block import EXTERNAL_PREFIX, FEE_ACCOUNT, is_external_account
 from venue.core.integrity import IntegrityError, check
 from venue.domain import pricing
 from venue.domain.instruments import Instrument
@@ -163,7 +163,7 @@ class Accounts:
         for account, asset, delta in deltas:
             self.balances[(account, asset)] += delta
         for account, asset, _delta in deltas:
-            if not account.startswith(EXTERNAL_PREFIX) and self.available(account, asset) < 0:
+            if not is_external_account(account) and self.available(account, asset) < 0:
                 raise IntegrityError(f"{account} {asset} went below its reservations")
 
     # -- integrity and persistence ---------------------------------------------------------
@@ -176,7 +176,7 @@ class Accounts:
         for key in set(totals) | set(self.reserved):
             check(totals.get(key, 0) == self.reserved.get(key, 0), f"reserved total off for {key}")
         for (account, asset), balance in self.balances.items():
-            if not account.startswith(EXTERNAL_PREFIX):
+            if not is_external_account(account):
                 reserved = self.reserved.get((account, asset), 0)
                 check(balance >= reserved >= 0, f"{account} {asset}: {balance} < {reserved}")
 
