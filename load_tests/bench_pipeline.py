@@ -24,9 +24,12 @@ Method
      instead, and when it has 16 resting (a market maker's bounded set of live quotes) it
      cancels one instead of placing another, so the book stays at about a thousand orders.
 
-   Each task trades as one of the four demo traders. ``orders_s`` counts acknowledged commands of
-   every kind (places, cancels, replaces) per second; ``fills_s`` the fills (each one a signed
-   ledger block) per second; the share of placed orders that traded is printed too.
+   Each task trades as one of the four demo traders, and learns from a private order feed (a
+   subscriber to the venue's events, as the WebSocket API's ``orders`` channel will be) when one
+   of its resting orders has been filled or cancelled, as a market maker does. ``orders_s``
+   counts acknowledged commands of every kind (places, cancels, replaces) per second;
+   ``fills_s`` the fills (each one a signed ledger block) per second; the share of placed orders
+   that traded is printed too.
 3. Open loop (latency): the same mix scheduled at half the closed-loop rate for ``--paced-seconds``;
    each command's latency runs from its *scheduled* send time to its acknowledgement, so a stall
    delays the clock of every command behind it and is not hidden (coordinated omission). The
@@ -74,6 +77,30 @@ PACING_TICK_SECONDS = 0.0005
 MAX_RESTING_PER_TASK = 16  # like a market maker's bounded set of live quotes
 
 
+class OrderFeed:
+    """The submitters' private order feed: a venue event listener (as the WebSocket API's
+    ``orders`` channel will be) that tells each task when one of its resting orders has ended
+    -- filled against, or cancelled -- so that it does not try to cancel or replace it."""
+
+    def __init__(self) -> None:
+        self.owners: dict[int, Mix] = {}  # resting order id -> the task that placed it
+        self.ended: set[int] = set()  # ended before its task heard it was resting
+
+    def __call__(self, events: list[tuple]) -> None:
+        for event in events:
+            if event[0] == "order" and event[1]["ord_status"] not in OPEN:
+                order_id = event[1]["order_id"]
+                owner = self.owners.pop(order_id, None)
+                if owner is None:
+                    self.ended.add(order_id)
+                else:
+                    owner.forget(order_id)
+
+
+OPEN = ("new", "partially_filled")
+FEED = OrderFeed()
+
+
 class Mix:
     """The command mix of one task: its trader, its resting orders and a seeded RNG."""
 
@@ -115,9 +142,11 @@ class Mix:
     def note(self, command, result) -> None:
         """Keep the task's own list of resting orders up to date from the acknowledgement."""
         if isinstance(command, PlaceOrder):
-            if result["leaves_qty"] and result["ord_status"] in ("new", "partially_filled"):
-                self.index[result["order_id"]] = len(self.resting)
-                self.resting.append(result["order_id"])
+            order_id = result["order_id"]
+            if result["ord_status"] in OPEN and order_id not in FEED.ended:
+                self.index[order_id] = len(self.resting)
+                self.resting.append(order_id)
+                FEED.owners[order_id] = self
         elif isinstance(command, ReplaceOrder) and result["ord_status"] not in (
             "new", "partially_filled",
         ):  # fmt: skip
@@ -128,6 +157,7 @@ class Mix:
         index = self.index.pop(order_id, None)
         if index is None:
             return
+        FEED.owners.pop(order_id, None)
         last = self.resting.pop()
         if last != order_id:  # move the last id into the hole
             self.resting[index] = last
@@ -281,6 +311,7 @@ async def main(args: argparse.Namespace) -> None:
         if args.snapshot_every:
             config = dataclasses.replace(config, snapshot_every_commands=args.snapshot_every)
         venue = await Venue.open(config)
+        venue.sequencer.subscribe(FEED)
         gc.freeze()
         try:
             first_order = venue.exchange.next_order_id
