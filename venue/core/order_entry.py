@@ -87,6 +87,7 @@ class ReplaceTicket:
 
 
 def participant_of(state: Any, participant_id: str) -> Participant:
+    """The admitted participant, or ``validation.unknown_participant``."""
     participant = state.participants.get(participant_id)
     if participant is None:
         raise VenueError(
@@ -98,6 +99,7 @@ def participant_of(state: Any, participant_id: str) -> Participant:
 
 
 def trader_of(state: Any, participant_id: str) -> Participant:
+    """The participant, if its role trades (brokers, market makers)."""
     participant = participant_of(state, participant_id)
     if not participant.can_trade:
         raise VenueError(
@@ -109,6 +111,7 @@ def trader_of(state: Any, participant_id: str) -> Participant:
 
 
 def instrument_of(state: Any, symbol: str) -> Instrument:
+    """The listed instrument, or ``validation.unknown_instrument``."""
     instrument = state.instruments.get(symbol)
     if instrument is None:
         raise VenueError(ErrorCode.UNKNOWN_INSTRUMENT, f"no instrument {symbol!r}", symbol=symbol)
@@ -124,6 +127,7 @@ def tradable_instrument(state: Any, symbol: str, day: date) -> Instrument:
 
 
 def open_order_of(state: Any, participant_id: str, order_id: int) -> Order:
+    """The participant's own open order ``order_id`` (unknown, closed or another's: refused)."""
     order = state.orders.get(order_id) if type(order_id) is int else None
     if order is None or not order.is_open:
         raise VenueError(ErrorCode.UNKNOWN_ORDER, f"no open order {order_id!r}", order_id=order_id)
@@ -152,6 +156,7 @@ def _bad_parameter(message: str, field: str) -> VenueError:
 
 
 def check_client_order_id(client_order_id: Any) -> None:
+    """1-64 printable characters (the retry key of an order request)."""
     if not (
         type(client_order_id) is str
         and 0 < len(client_order_id) <= 64
