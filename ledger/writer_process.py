@@ -133,7 +133,8 @@ class WriterProcess:
         return self._process.pid
 
     def send(self, key: Ed25519PrivateKey, hashes: list[bytes], encodings: list[bytes]) -> None:
-        """Send one batch (blocks while the pipe is full: the child is busy)."""
+        """Send one batch (blocks while the pipe is full: the child is busy). Raises
+        :class:`WriterProcessError` naming the child's exit status if it has died."""
         message = []
         if key is not self._key:
             message.append(b"K" + private_key_bytes(key))
@@ -143,7 +144,12 @@ class WriterProcess:
         message.append(struct.pack(f"<{len(lengths)}I", *lengths))
         message.extend(hashes)
         message.extend(encodings)
-        write_all(self._input_fd, b"".join(message))  # a pipe write may be partial
+        try:
+            write_all(self._input_fd, b"".join(message))  # a pipe write may be partial
+        except BrokenPipeError as error:
+            # The child is gone: say how it ended, as the durable reader does when its output
+            # closes (whichever of the two threads notices first names the same cause).
+            raise WriterProcessError(self.ended()) from error
 
     def read_report(self) -> list[WrittenRun] | None:
         """The next report's runs; None at end of output (the child has exited).
