@@ -44,7 +44,7 @@ from ledger.keys import (
     save_public_key,
 )
 from ledger.ledger import Ledger
-from ledger.recordlog import LOCK_FILE_NAME, RecordLog
+from ledger.recordlog import LOCK_FILE_NAME, RecordLog, fsync_directory
 from venue.config import Config
 from venue.core.commands import (
     AdmitParticipant,
@@ -91,20 +91,16 @@ STAGING_COMPLETE = "complete"
 DATA_ENTRIES = ("keys", "ledger", "journal", "snapshots", "credentials.json")
 
 
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     """fsync every file and directory under ``root`` (and ``root``), deepest first."""
     for directory, _subdirectories, files in os.walk(root, topdown=False):
         for name in files:
-            _fsync_path(Path(directory) / name)
-        _fsync_path(Path(directory))
+            fd = os.open(Path(directory) / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_directory(Path(directory))
 
 
 def _create_data_dir(data_dir: Path) -> None:
@@ -113,7 +109,7 @@ def _create_data_dir(data_dir: Path) -> None:
     _ensure_private_dir(data_dir)
     if not existed:
         with contextlib.suppress(PermissionError):  # best effort: a parent we may not read
-            _fsync_path(data_dir.resolve().parent)
+            fsync_directory(data_dir.resolve().parent)
 
 
 @contextlib.contextmanager
@@ -149,10 +145,10 @@ def _publish_staging(staging: Path, data_dir: Path) -> None:
                 "exist; refusing to guess which is right (move one away)"
             )
         os.rename(staging / entry, data_dir / entry)
-    _fsync_path(data_dir)
+    fsync_directory(data_dir)
     os.unlink(staging / STAGING_COMPLETE)
     os.rmdir(staging)
-    _fsync_path(data_dir)
+    fsync_directory(data_dir)
 
 
 def _resolve_staging(data_dir: Path) -> None:
@@ -166,7 +162,7 @@ def _resolve_staging(data_dir: Path) -> None:
         return
     if not any(staging.iterdir()):  # killed after the last rename, before the rmdir
         staging.rmdir()
-        _fsync_path(data_dir)
+        fsync_directory(data_dir)
         return
     log.warning(
         "discarding an unfinished first-start seeding (the venue was stopped while seeding; "
@@ -179,7 +175,7 @@ def _resolve_staging(data_dir: Path) -> None:
     finally:
         for fd in held:
             os.close(fd)
-    _fsync_path(data_dir)
+    fsync_directory(data_dir)
 
 
 def _hold_log_locks(root: Path, timeout: float = 30.0) -> list[int]:
@@ -368,7 +364,7 @@ class Venue:
             marker = os.open(staging / STAGING_COMPLETE, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
             os.fsync(marker)
             os.close(marker)
-            _fsync_path(staging)
+            fsync_directory(staging)
             _publish_staging(staging, data_dir)
 
         await asyncio.to_thread(complete_and_publish)
