@@ -136,6 +136,31 @@ class ErrorCode(StrEnum):
         "validation.unknown_participant",
         "No participant is admitted under that id.",
     )
+    MALFORMED_JSON = (
+        "validation.malformed_json",
+        "The request body is not one well-formed UTF-8 JSON document.",
+    )
+    BODY_TOO_LARGE = (
+        "validation.body_too_large",
+        "The request body is larger than the venue accepts.",
+    )
+    UNSUPPORTED_MEDIA_TYPE = (
+        "validation.unsupported_media_type",
+        "The request body is not declared as application/json.",
+    )
+    UNKNOWN_ROUTE = ("validation.unknown_route", "No endpoint has this path.")
+    METHOD_NOT_ALLOWED = (
+        "validation.method_not_allowed",
+        "The endpoint exists but does not accept this HTTP method.",
+    )
+    BAD_PUBLIC_KEY = (
+        "validation.bad_public_key",
+        "An Ed25519 public key is not 64 hexadecimal characters encoding a valid key.",
+    )
+    UNKNOWN_KEY_ID = (
+        "validation.unknown_key_id",
+        "No API key with this id is registered (never issued, or already revoked).",
+    )
 
     # --- risk: the participant cannot afford it -------------------------------------------
     INSUFFICIENT_CASH = (
@@ -227,6 +252,10 @@ class ErrorCode(StrEnum):
     PARTICIPANT_CANNOT_TRADE = (
         "state.participant_cannot_trade",
         "The participant's role (clerk, operator) does not trade.",
+    )
+    INTERNAL_ERROR = (
+        "state.internal_error",
+        "The venue failed to answer because of a fault of its own (never the request's).",
     )
 
 

@@ -92,6 +92,28 @@ class AdmitParticipant(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class IssueApiKey(Command):
+    """Registers one more API key of ``participant`` (key rotation: issue, then revoke the old).
+
+    ``secret`` is the credential as ``venue.domain.participants`` encodes it: an HMAC secret, or
+    ``"ed25519:" + public key hex`` for an Ed25519 key (the venue then holds no secret)."""
+
+    TYPE: ClassVar[str] = "issue_api_key"
+    participant: str
+    key_id: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeApiKey(Command):
+    """Revokes ``key_id``, which must belong to ``participant``: it authenticates nothing more."""
+
+    TYPE: ClassVar[str] = "revoke_api_key"
+    participant: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Deposit(Command):
     """Cash (asset ``"CNY"``, amount in fen) or tranche units (asset = symbol, amount in units)."""
 
@@ -152,6 +174,8 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CancelAll,
         ListInstrument,
         AdmitParticipant,
+        IssueApiKey,
+        RevokeApiKey,
         Deposit,
         Withdraw,
         SetTradingStatus,

@@ -13,7 +13,9 @@ from ledger.block import deposit_deltas, withdrawal_deltas
 from venue.core.commands import (
     AdmitParticipant,
     Deposit,
+    IssueApiKey,
     ListInstrument,
+    RevokeApiKey,
     RollCouponPeriod,
     SetTradingStatus,
     UpdateFactor,
@@ -87,6 +89,34 @@ def admit_participant(exchange: Exchange, command: AdmitParticipant, ts: int) ->
     }
     result = {**participant.to_wire(), "key_id": command.key_id}
     return exchange.outcome(seq, result, [("participant_admitted", admitted, [])], [])
+
+
+def issue_api_key(exchange: Exchange, command: IssueApiKey, ts: int) -> Outcome:
+    """One more credential for an admitted participant (no ledger block: keys move no assets)."""
+    participant_of(exchange, command.participant)
+    if command.key_id in exchange.credentials:
+        raise VenueError(ErrorCode.BAD_PARAMETER, "api key id already issued", field="key_id")
+    seq = exchange.next_seq()
+    exchange.credentials[command.key_id] = (command.participant, command.secret)
+    return exchange.outcome(
+        seq, {"participant_id": command.participant, "key_id": command.key_id}, [], []
+    )
+
+
+def revoke_api_key(exchange: Exchange, command: RevokeApiKey, ts: int) -> Outcome:
+    """Forget a credential: requests signed with it are refused from the next command on."""
+    entry = exchange.credentials.get(command.key_id)
+    if entry is None or entry[0] != command.participant:
+        raise VenueError(
+            ErrorCode.UNKNOWN_KEY_ID,
+            f"{command.participant} has no api key {command.key_id!r}",
+            key_id=command.key_id,
+        )
+    seq = exchange.next_seq()
+    del exchange.credentials[command.key_id]
+    return exchange.outcome(
+        seq, {"participant_id": command.participant, "key_id": command.key_id}, [], []
+    )
 
 
 def _check_transfer(exchange: Exchange, participant_id: str, asset: str, amount: int) -> None:
@@ -210,6 +240,8 @@ def roll_coupon_period(exchange: Exchange, command: RollCouponPeriod, ts: int) -
 HANDLERS = {
     ListInstrument: list_instrument,
     AdmitParticipant: admit_participant,
+    IssueApiKey: issue_api_key,
+    RevokeApiKey: revoke_api_key,
     Deposit: deposit,
     Withdraw: withdraw,
     SetTradingStatus: set_trading_status,
