@@ -23,6 +23,14 @@ runs depends on the ledger's ``signer``:
   block log's own writer thread writes and fsyncs; no child process (fast to open, for tests
   and small tools).
 
+The write gate: a block enqueued with ``hold=True`` is signed at once but written only once
+:meth:`DurablePath.release` lets it through (a block enqueued without ``hold`` releases itself
+and every block before it). The venue holds a batch's blocks while its journal records are
+being fsynced, so signing them overlaps that fsync instead of following it, and releases them
+when the journal says durable: no block reaches the disk before the command that made it. A
+block still held when the ledger closes is never written; the path then fails (the blocks are
+lost, which is right: their commands never reached the journal, and replay makes them again).
+
 Once blocks are durable their handles complete (in height order), the :meth:`when_durable`
 callbacks whose size is reached run (one notification per batch instead of a handle each), and
 ``on_durable`` tells the checkpointer. A failed write, fsync or signer is fatal: the path enters
@@ -114,6 +122,8 @@ class DurablePath:
         self._forward_ready = threading.Condition(threading.Lock())
         self._to_sign: list[_Queued] = []
         self._forwarder_waiting = False  # guarded by _forward_ready
+        # the write gate (guarded by _forward_ready): blocks numbered below this may be written
+        self._release_limit = blocks.appended_count
         self._forwarder: threading.Thread | None = None
         # with a writer process: handles of blocks sent to it and not yet reported durable
         # (in height order), and the thread reading its reports
@@ -154,9 +164,16 @@ class DurablePath:
     # ---- entering the path ------------------------------------------------------------------
 
     def enqueue(
-        self, height: int, encoded: bytes, block_hash: bytes, key: Ed25519PrivateKey
+        self,
+        height: int,
+        encoded: bytes,
+        block_hash: bytes,
+        key: Ed25519PrivateKey,
+        hold: bool = False,
     ) -> BlockHandle:
         """Queue an accepted block (its encoding and hash) to be signed by ``key``; its handle.
+        With ``hold``, it is written only once :meth:`release` lets it through; without, it
+        releases itself and every block before it.
 
         Callers serialise (the ledger holds its lock), so queue order is height order. The
         forwarder is only notified when it is waiting: at full speed it is busy and a
@@ -166,12 +183,22 @@ class DurablePath:
         with self._forward_ready:
             if self.failure is None:
                 self._to_sign.append((handle, encoded, block_hash, key))
+                if not hold and height >= self._release_limit:
+                    self._release_limit = height + 1
                 if self._forwarder_waiting:
                     self._forward_ready.notify()
             else:  # the forwarder has stopped: never leave a handle hanging
                 handle.set_exception(self.failure)
         self.last_handle = handle
         return handle
+
+    def release(self, size: int) -> None:
+        """Open the write gate: blocks numbered below ``size`` may be written."""
+        with self._forward_ready:
+            if size > self._release_limit:
+                self._release_limit = size
+                if self._forwarder_waiting:
+                    self._forward_ready.notify()
 
     def when_durable(self, size: int, callback: DurableCallback) -> None:
         """``callback(None)`` once blocks ``0 .. size - 1`` are durable, or ``callback(failure)``
@@ -198,30 +225,49 @@ class DurablePath:
     # ---- the forwarding stage: sign, then hand to the record log ---------------------------
 
     def _forward_loop(self) -> None:
-        """Take batches of accepted blocks and pass them on: down the writer process's pipe,
-        or (no writer process) sign them here and queue them on the block log."""
+        """Take batches of accepted blocks and pass them on as the gate allows: down the writer
+        process's pipe (signed there at once, written once released), or (no writer process)
+        signed here, then queued on the block log once released."""
         batch: list[_Queued] = []
         writer = self._writer
+        sent_limit = self._release_limit  # what the writer process / block log was allowed
+        signed_held: deque[tuple[BlockHandle, bytes]] = deque()  # no writer process: signed
         try:
             while True:
                 with self._forward_ready:
-                    while not self._to_sign and not self._closing:
+                    while (
+                        not self._to_sign
+                        and self._release_limit == sent_limit
+                        and not self._closing
+                    ):
                         self._forwarder_waiting = True
                         self._forward_ready.wait()
                         self._forwarder_waiting = False
-                    if not self._to_sign:
-                        return
+                    if not self._to_sign and self._release_limit == sent_limit:
+                        break  # closing, and nothing more can be sent or released
                     batch = self._take_sign_batch()
+                    limit = self._release_limit
                 if writer is not None:
-                    with self._awaiting_lock:
-                        self._awaiting.extend(entry[0] for entry in batch)
+                    if batch:
+                        with self._awaiting_lock:
+                            self._awaiting.extend(entry[0] for entry in batch)
                     writer.send(
-                        batch[0][3], [entry[2] for entry in batch], [entry[1] for entry in batch]
+                        batch[0][3] if batch else None,
+                        [entry[2] for entry in batch],
+                        [entry[1] for entry in batch],
+                        release=limit,
                     )
                 else:
-                    sign = batch[0][3].sign
-                    self._hand_to_log(batch, [sign(entry[2]) for entry in batch])
+                    if batch:
+                        sign = batch[0][3].sign
+                        signed_held.extend((entry[0], entry[1] + sign(entry[2])) for entry in batch)
+                    self._hand_to_log(signed_held, limit)
+                sent_limit = limit
                 batch = []
+            held = len(signed_held)
+            if held:  # no writer process: what was never released is never written
+                self._fail_held(held)
+                self._fail_pending(handle for handle, _record in signed_held)
         except BaseException as error:
             self.fail(error)
             self._fail_pending(entry[0] for entry in batch)
@@ -243,14 +289,33 @@ class DurablePath:
         del queue[:end]
         return batch
 
-    def _hand_to_log(self, batch: list[_Queued], signatures: list[bytes]) -> None:
-        records = [entry[1] + signature for entry, signature in zip(batch, signatures, strict=True)]
-        handles = [entry[0] for entry in batch]
+    def _hand_to_log(self, signed: deque[tuple[BlockHandle, bytes]], limit: int) -> None:
+        """Queue on the block log the signed blocks at the head of ``signed`` that the gate
+        lets through (numbered below ``limit``); the rest stay."""
+        records, handles = [], []
+        while signed and signed[0][0].record_number < limit:
+            handle, record = signed.popleft()
+            handles.append(handle)
+            records.append(record)
+        if not records:
+            return
         first = self._blocks.append_batch(
             records, lambda _first, _count, error: self._on_durable(handles, error)
         )
         if first != handles[0].record_number:
             raise LedgerError("record numbers and heights diverged", "ledger.internal")
+
+    def _fail_held(self, count: int) -> None:
+        """The path closed with ``count`` blocks never released: they are not written, so the
+        ledger must not claim them (no final checkpoint or state file covers them)."""
+        self.fail(
+            LedgerError(
+                f"{count} blocks were still held back when the ledger closed and were not "
+                "written (their commands never became durable in the caller's journal)",
+                "ledger.held_back",
+            )
+        )
+        self._blocks.fail_detached(self.failure)  # wake anyone waiting for them
 
     # ---- becoming durable -------------------------------------------------------------------
 
@@ -273,6 +338,12 @@ class DurablePath:
                     self._on_durable(handles, None)
             with self._awaiting_lock:
                 unreported = len(self._awaiting)
+                held = unreported and self._awaiting[0].record_number >= self._release_limit
+            if self._closing and held:  # the child dropped exactly the blocks never released
+                writer.ended()
+                self._fail_held(unreported)
+                self._fail_pending(())
+                return
             if unreported or not self._closing:
                 raise WriterProcessError(f"{writer.ended()} with {unreported} blocks unreported")
         except BaseException as error:

@@ -52,6 +52,10 @@ ERROR_CODES: dict[str, str] = {
         "A write, fsync or the signer failed; the ledger accepts nothing more until reopened."
     ),
     "ledger.closed": "The ledger was closed.",
+    "ledger.held_back": (
+        "The ledger closed with blocks its caller had held back and never released; they were "
+        "not written (their commands never became durable in the caller's journal)."
+    ),
     "ledger.internal": "An internal invariant of the ledger broke: a bug, not bad input.",
     "ledger.origin_mismatch": "The origin given on opening is not the one recorded in genesis.",
     "ledger.wrong_signing_key": "The signing key given on opening is not the key in force.",

@@ -443,11 +443,20 @@ class Ledger:
             return self._append_locked(kind, payload, deltas)
 
     def append_many(
-        self, entries: Iterable[tuple[str, Mapping[str, Any], Iterable[Any] | None]]
+        self,
+        entries: Iterable[tuple[str, Mapping[str, Any], Iterable[Any] | None]],
+        hold: bool = False,
     ) -> int:
         """Append ``(kind, payload, deltas)`` blocks in order under one lock hold, as
         :meth:`append` does each, without handing back a handle per block; returns the tree
         size after the last one (pass it to :meth:`when_durable`).
+
+        With ``hold``, the blocks are accepted and signed but not written until
+        :meth:`release` lets them through: a caller that must not have a block on disk before
+        its own log holds the command behind it (the venue's journal) appends at once, so that
+        signing overlaps its own fsync, and releases once that is durable. Blocks still held at
+        :meth:`close` are never written and the ledger closes failed (no final checkpoint or
+        state file claims them). An append without ``hold`` releases every block before it.
 
         A refusal raises :class:`LedgerRefusedError` with the blocks before it accepted and the
         rest not: callers append only blocks their own state machine has already checked, so
@@ -461,8 +470,12 @@ class Ledger:
                     )
                 if type(payload) is not dict:
                     payload = dict(payload)
-                self._append_locked(kind, payload, deltas)
+                self._append_locked(kind, payload, deltas, hold)
             return self._chain.tree.size
+
+    def release(self, size: int) -> None:
+        """Let held blocks ``.. size - 1`` be written (see :meth:`append_many`)."""
+        self._durable.release(size)
 
     def when_durable(self, size: int, callback: DurableCallback) -> None:
         """Call ``callback(None)`` once blocks ``0 .. size - 1`` are durable, or
@@ -480,6 +493,7 @@ class Ledger:
         kind: str,
         payload: dict[str, Any],
         deltas: Iterable[tuple[str, str, int] | Delta] | None,
+        hold: bool = False,
     ) -> BlockHandle:
         if self._durable.failure is not None or self._closed:
             self._check_open()
@@ -523,7 +537,7 @@ class Ledger:
             chain.trade_order.append(trade_id)
             chain.trade_order_heights.append(height)
         self._extend_chain(block_hash, timestamp_ns)
-        return self._durable.enqueue(height, encoded, block_hash, self._signing_key)
+        return self._durable.enqueue(height, encoded, block_hash, self._signing_key, hold)
 
     def _extend_chain(self, block_hash: bytes, timestamp_ns: int) -> None:
         """The accepted block is the chain's newest: its leaf, hash and time (under _lock)."""

@@ -30,20 +30,21 @@ Integers little-endian (offsets: native ``array("Q")`` bytes; both ends are this
        lengths     count x u32   encoded length of each block
        hashes      count x 32    SHA-256 of each encoding (the parent computed them anyway)
        body        body_bytes    the encodings, back to back
+    R  limit       u64       blocks numbered below ``limit`` may be written (the write gate)
 
     D  runs        u32       records now durable, one entry per write + fsync:
        per run: segment_first u64, size u64, count u32, offsets count x u64
     E  length      u32       a write or fsync failed (fatal): UTF-8 message; the child exits 1
 
-Each stored record is ``encoding || signature``. Two threads: the main thread reads batches
-and signs them, handing signed records to the commit thread every ``HAND_OVER_EVERY`` records
-and at the end of what it has read; the commit thread appends everything handed over since its
-last group with one write + one fsync per segment touched (group commit) and reports it. Both
-``sign`` and ``fsync`` release the GIL, so signing goes on during the fsync and a group is
-whatever was signed meanwhile: it grows with the load, with no timer. (A single thread that
-kept reading and signing while input was waiting, then committed, let groups grow for 10 ms
-and more whenever signing fell only slightly behind.) At end of input the child commits what
-it holds and exits 0. A batch is never split between two reports.
+Each stored record is ``encoding || signature``. Two threads: the main thread reads batches and
+signs them, handing signed records the gate has released (below) to the commit thread every
+``HAND_OVER_EVERY`` records and at the end of what it has read; the commit thread appends
+everything handed over since its last group with one write + one fsync per segment touched
+(group commit) and reports it. Both ``sign`` and ``fsync`` release the GIL, so signing goes on
+during the fsync and a group is whatever was signed meanwhile: it grows with the load, with no
+timer. (A single thread that kept reading and signing while input was waiting, then committed,
+let groups grow for 10 ms and more whenever signing fell only slightly behind.) At end of input
+the child commits what it holds and exits 0.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ READ_BYTES = 1 << 20
 BATCH_HEADER = struct.Struct("<II")
 RUN_HEADER = struct.Struct("<QQI")
 COUNT = struct.Struct("<I")
+LIMIT = struct.Struct("<Q")
 
 
 class WriterProcessError(OSError):
@@ -127,23 +129,42 @@ class WriterProcess:
             raise WriterProcessError("the writer process was started without its pipes")
         self._input_fd = self._process.stdin.fileno()
         self._key: Ed25519PrivateKey | None = None
+        self._released = position.next_record_number
+        self._sent = position.next_record_number  # the number the next block sent will have
 
     @property
     def pid(self) -> int:
         return self._process.pid
 
-    def send(self, key: Ed25519PrivateKey, hashes: list[bytes], encodings: list[bytes]) -> None:
-        """Send one batch (blocks while the pipe is full: the child is busy). Raises
+    def send(
+        self,
+        key: Ed25519PrivateKey | None,
+        hashes: list[bytes],
+        encodings: list[bytes],
+        release: int | None = None,
+    ) -> None:
+        """Send one batch (possibly empty) and open the write gate up to ``release`` (blocks
+        numbered below it may be written; None: every block sent so far), if that is past what
+        was released before. Blocks while the pipe is full (the child is busy). Raises
         :class:`WriterProcessError` naming the child's exit status if it has died."""
         message = []
-        if key is not self._key:
-            message.append(b"K" + private_key_bytes(key))
-            self._key = key
-        lengths = [len(encoding) for encoding in encodings]
-        message.append(b"B" + BATCH_HEADER.pack(len(lengths), sum(lengths)))
-        message.append(struct.pack(f"<{len(lengths)}I", *lengths))
-        message.extend(hashes)
-        message.extend(encodings)
+        if encodings:
+            if key is not self._key:
+                message.append(b"K" + private_key_bytes(key))
+                self._key = key
+            lengths = [len(encoding) for encoding in encodings]
+            message.append(b"B" + BATCH_HEADER.pack(len(lengths), sum(lengths)))
+            message.append(struct.pack(f"<{len(lengths)}I", *lengths))
+            message.extend(hashes)
+            message.extend(encodings)
+            self._sent += len(encodings)
+        if release is None:
+            release = self._sent
+        if release > self._released:
+            message.append(b"R" + LIMIT.pack(release))
+            self._released = release
+        if not message:
+            return
         try:
             write_all(self._input_fd, b"".join(message))  # a pipe write may be partial
         except BrokenPipeError as error:
@@ -225,6 +246,8 @@ def _take_message(buffer: bytearray) -> tuple[bytes, bytes] | None:
     kind = bytes(buffer[:1])
     if kind == b"K":
         size = 1 + 32
+    elif kind == b"R":
+        size = 1 + LIMIT.size
     elif kind == b"B":
         if len(buffer) < 1 + BATCH_HEADER.size:
             return None
@@ -348,7 +371,19 @@ def main(argv: list[str]) -> int:
     committer = _Committer(writer)
     buffer = bytearray()
     key: Ed25519PrivateKey | None = None
+    # Signed frames not yet handed to the committer; the first is record number ``first``.
     signed: list[bytes] = []
+    first = position.next_record_number
+    released = first  # the write gate: numbers below this may be written
+
+    def hand_over() -> None:
+        nonlocal signed, first
+        count = min(len(signed), released - first)
+        if count > 0:
+            committer.add(signed[:count])
+            del signed[:count]
+            first += count
+
     try:
         while data := os.read(0, READ_BYTES):
             buffer += data
@@ -357,19 +392,21 @@ def main(argv: list[str]) -> int:
                 if kind == b"K":
                     key = Ed25519PrivateKey.from_private_bytes(body)
                     continue
+                if kind == b"R":
+                    (limit,) = LIMIT.unpack(body)
+                    released = max(released, limit)
+                    continue
                 if key is None:
                     raise ValueError("a batch arrived before any key")
                 signed.extend(_signed_frames(body, key))
-                if len(signed) >= HAND_OVER_EVERY:
-                    committer.add(signed)
-                    signed = []
-            if signed:
-                committer.add(signed)
-                signed = []
+                if min(len(signed), released - first) >= HAND_OVER_EVERY:
+                    hand_over()
+            hand_over()
         if buffer:
             raise ValueError(f"input ended inside a message ({len(buffer)} bytes)")
     except (OSError, ValueError) as error:
         _fail_fast(error, 2)
+    # What was never released is dropped: its commands never reached the journal.
     committer.finish()
     writer.close()
     return 0

@@ -6,20 +6,24 @@ waiting at intake when the sequencer comes round is one batch (the picture in th
 1. ``exchange.apply`` for each command of the batch in turn, on the event loop (validation,
    risk, matching and settlement against the in-memory state). A refusal raises ``VenueError``
    having changed nothing and is not journaled.
-2. The batch's journal records (each command stamped with its sequence number and time) are
+2. The batch's ledger blocks are handed to the ledger in one call, *held*: accepted (checked,
+   hashed, in the tree) and signed by the ledger's writer process at once, but not written. Then
+   the batch's journal records (each command stamped with its sequence number and time) are
    handed to the journal in one call: one write and one fsync, group-committed with any other
-   batch queued behind it.
-3. In the journal's writer thread, once those records are durable, all the batch's ledger blocks
-   are appended in one call (so a block is only ever written for a command already in the
-   journal: after a crash the journal is never behind the ledger), and the ledger is asked for
-   one notification when the last of them is durable.
+   batch queued behind it. So the signing overlaps the journal's fsync instead of following it.
+3. In the journal's writer thread, once those records are durable, the ledger is told to
+   release the batch's blocks (so a block is only ever written for a command already in the
+   journal: after a crash the journal is never behind the ledger) and asked for one
+   notification when the last of them is durable.
 4. That notification comes back to the event loop with one thread-safe call; the batch's events
    are published and every caller answered in one pass. Batches complete strictly in sequence
    order, so nothing is reported to anyone before it -- and everything before it -- is durable
    in both logs. Refusals and idempotent repeats are answered in that same pass, in order.
 
 So the event loop crosses threads twice per batch (into the journal's writer thread, and back),
-not several times per command; nothing per command is a thread-safe future.
+not several times per command; nothing per command is a thread-safe future. The journal's writer
+thread does no Python work beyond two calls per batch, so it does not compete with the event
+loop for the GIL.
 
 Snapshots never pause intake: an independent copy of the live state is taken between two
 batches, and written by a worker thread once the batch it follows is answered, that is once the
@@ -71,7 +75,7 @@ class _Batch:
     ledger_entries: list[tuple[str, dict, Any]] = field(default_factory=list)
     journaled: int = 0
     durable: bool = False
-    # the ledger's size once this batch's blocks are appended (set in the journal's thread)
+    # the ledger's size once this batch's blocks are appended (None: it appends none)
     ledger_size: int | None = None
     # a snapshot captured right after this batch was applied, written once it is answered
     snapshot: tuple[int, dict, list] | None = None
@@ -231,6 +235,10 @@ class Sequencer:
         self._since_snapshot += len(records)
         self._drained.clear()
         try:
+            # Blocks first (held): the journal's callback may run before append_batch returns,
+            # and it releases exactly what this batch appended.
+            if batch.ledger_entries:
+                batch.ledger_size = self.ledger.append_many(batch.ledger_entries, hold=True)
             self.journal.append_batch(records, partial(self._on_journaled, batch))
         except BaseException as exc:
             # The state already moved; without its journal records it must not go on.
@@ -240,16 +248,16 @@ class Sequencer:
     def _on_journaled(self, batch: _Batch, _first: int, _count: int, error: Any) -> None:
         """Journal writer thread: the batch's records are durable (or failed)."""
         if error is not None or self.failure is not None:
+            # Its held blocks are never released: a failed venue writes no more blocks.
             self._loop.call_soon_threadsafe(self._on_settled, batch, error or self.failure)
             return
         try:
             if batch.ledger_entries:
-                size = batch.ledger_size = self.ledger.append_many(batch.ledger_entries)
-                self.ledger.when_durable(size, partial(self._settled_from_thread, batch))
+                self.ledger.release(batch.ledger_size)
+                self.ledger.when_durable(
+                    batch.ledger_size, partial(self._settled_from_thread, batch)
+                )
                 return
-            # Batches reach this thread in order: the ledger holds exactly the blocks of every
-            # batch before this one.
-            batch.ledger_size = self.ledger.height + 1
         except BaseException as exc:
             self._loop.call_soon_threadsafe(self._on_settled, batch, exc)
             return

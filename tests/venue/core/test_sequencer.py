@@ -5,6 +5,7 @@ batch touches nothing else, and a failed log fails everything pending."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,54 @@ def test_a_failed_journal_fails_every_pending_command_and_refuses_later_ones(
             assert venue.health()["status"] == "failed"
         finally:
             monkeypatch.undo()
+            await venue.close()
+
+    asyncio.run(scenario())
+
+
+def test_no_ledger_block_is_written_before_its_command_is_durable_in_the_journal(
+    tmp_path: Path,
+) -> None:
+    """A batch's blocks go to the ledger held, before its journal records are durable (so that
+    signing overlaps the journal's fsync); the journal here takes 0.2 s to say durable, ample
+    time for a leaking write gate to put the blocks on disk first."""
+
+    async def scenario() -> None:
+        venue = await _open(tmp_path)
+        sequencer = venue.sequencer
+        real_journal = sequencer.journal
+        checked: list[tuple[int, int]] = []  # (ledger durable count, the batch's ledger size)
+
+        class SlowJournal:
+            def append_batch(self, records, on_done):
+                def durable_later(first, count, error):
+                    def fire():
+                        batch = on_done.args[0]
+                        if batch.ledger_size is not None:
+                            checked.append((venue.ledger.durable_count, batch.ledger_size))
+                        on_done(first, count, error)
+
+                    threading.Timer(0.2, fire).start()
+
+                return real_journal.append_batch(records, durable_later)
+
+            def __getattr__(self, name):
+                return getattr(real_journal, name)
+
+        sequencer.journal = SlowJournal()
+        try:
+            resting = [venue.submit(_order("P-MM1", n, "sell", 1_001_260)) for n in range(1, 6)]
+            await asyncio.gather(*resting)
+            crossing = [
+                venue.submit(_order("P-MM2", n, "buy", 1_001_260, "ioc")) for n in range(1, 6)
+            ]
+            results = await asyncio.gather(*crossing)
+            assert all(result["cum_qty"] == 10 for result in results)
+            assert checked, "no batch with ledger blocks went through"
+            for durable, size in checked:
+                assert durable < size, f"blocks below {size} were durable before the journal"
+        finally:
+            sequencer.journal = real_journal
             await venue.close()
 
     asyncio.run(scenario())
