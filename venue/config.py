@@ -43,6 +43,13 @@ class Config:
     """Seed demo instruments and participants into an empty data directory."""
     log_level: str = "INFO"
     """DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)."""
+    api_clock_window_ms: int = 5_000
+    """A signed request's VENUE-TIMESTAMP may differ from the venue's clock by this much."""
+    api_rate_limit_per_second: int = 100
+    api_rate_limit_burst: int = 200
+    """Per API key: a token bucket refilled at this rate, holding at most the burst."""
+    api_max_body_bytes: int = 65_536
+    """Request bodies above this many bytes are refused (validation.body_too_large)."""
 
     def __post_init__(self) -> None:
         # The same checks as for a loaded file or the environment, for a Config built directly.
@@ -68,6 +75,10 @@ _RANGES: dict[str, tuple[int, int | None]] = {
     "snapshot_every_commands": (1, None),
     "checkpoint_every_blocks": (1, None),
     "checkpoint_every_ms": (1, 86_400_000),
+    "api_clock_window_ms": (100, 600_000),
+    "api_rate_limit_per_second": (1, 10_000_000),
+    "api_rate_limit_burst": (1, 10_000_000),
+    "api_max_body_bytes": (1_024, 16 * 1024 * 1024),
 }
 # ``VENUE_*`` environment variables that are not settings, so not refused: VENUE_CONFIG names the
 # configuration file; VENUE_NO_EXTENSIONS and VENUE_ANNOTATE steer the build (setup.py);

@@ -51,14 +51,23 @@ from venue.core.commands import (
     Command,
     Deposit,
     ExpireDay,
+    IssueApiKey,
     ListInstrument,
+    RevokeApiKey,
     RollCouponPeriod,
 )
 from venue.core.exchange import CHINA_STANDARD_TIME, Exchange, trade_date
+from venue.core.observed import ObservedJournal, ObservedLedger
 from venue.core.recovery import RecoveryError, recover
 from venue.core.sequencer import Sequencer
 from venue.domain import demo
-from venue.domain.participants import DEFAULT_SCOPES, Role, issue_api_key
+from venue.domain.participants import (
+    DEFAULT_SCOPES,
+    Role,
+    credential_kind,
+    ed25519_credential,
+    issue_api_key,
+)
 from venue.errors import VenueError
 
 log = logging.getLogger(__name__)
@@ -265,6 +274,7 @@ class Venue:
         ledger: Ledger,
         sequencer: Sequencer,
         recovery: dict[str, Any],
+        ledger_public_key: str = "",
     ) -> None:
         self.config = config
         self.exchange = exchange
@@ -272,7 +282,18 @@ class Venue:
         self.ledger = ledger
         self.sequencer = sequencer
         self.recovery = recovery
+        self.ledger_public_key = ledger_public_key  # hex: what receipts are verified against
         self._housekeeping_task: asyncio.Task | None = None
+
+    @property
+    def journal_timing(self) -> ObservedJournal:
+        """The journal as the sequencer drives it: set ``.observer`` to time its fsyncs."""
+        return self.sequencer.journal
+
+    @property
+    def ledger_timing(self) -> ObservedLedger:
+        """The ledger as the sequencer drives it: set ``.observer`` to time append-to-durable."""
+        return self.sequencer.ledger
 
     # ================================================================== opening
     @classmethod
@@ -330,13 +351,14 @@ class Venue:
         log.info("venue recovered", extra=recovery)
         sequencer = Sequencer(
             exchange,
-            journal,
-            ledger,
+            ObservedJournal(journal),
+            ObservedLedger(ledger),
             snapshot_dir=data_dir / "snapshots",
             snapshot_every=config.snapshot_every_commands,
         )
         sequencer.start()
-        return cls(config, exchange, journal, ledger, sequencer, recovery)
+        public_key = key.public_key().public_bytes_raw().hex()
+        return cls(config, exchange, journal, ledger, sequencer, recovery, public_key)
 
     @classmethod
     async def _first_start(cls, config: Config, data_dir: Path) -> None:
@@ -429,20 +451,37 @@ class Venue:
         return await self.sequencer.submit(command)
 
     async def admit(
-        self, participant_id: str, name: str, segment: str | None, role: str
+        self,
+        participant_id: str,
+        name: str,
+        segment: str | None,
+        role: str,
+        public_key: str | None = None,
     ) -> dict[str, Any]:
         """Operator action: admit a participant and issue its first API credentials.
 
-        Returns the participant with ``key_id``, ``secret`` and ``scopes``; the secret is shown
-        this once (it is kept in the journal and snapshots inside the 0700 data directory, since
-        request signatures are HMACs that the venue must recompute).
+        Returns the participant with ``key_id``, ``key_type``, ``secret`` and ``scopes``. With
+        no ``public_key`` the key is an HMAC secret, shown this once (it is kept in the journal
+        and snapshots inside the 0700 data directory, since the venue must recompute HMACs);
+        with an Ed25519 ``public_key`` (64 hex) the venue keeps only that and ``secret`` is None.
         """
-        key_id, secret = issue_api_key()
+        key_id, credential, secret = _new_credential(public_key)
         result = await self.submit(
-            AdmitParticipant(participant_id, name, segment, role, key_id, secret)
+            AdmitParticipant(participant_id, name, segment, role, key_id, credential)
         )
-        scopes = sorted(scope.value for scope in DEFAULT_SCOPES[Role(role)])
-        return {**result, "key_id": key_id, "secret": secret, "scopes": scopes}
+        return {**result, **_key_result(key_id, credential, secret, role)}
+
+    async def issue_key(self, participant_id: str, public_key: str | None = None) -> dict:
+        """Operator or participant action: one more API key for ``participant_id`` (key
+        rotation is issuing the new key, then revoking the old). Same result as ``admit``."""
+        key_id, credential, secret = _new_credential(public_key)
+        await self.submit(IssueApiKey(participant_id, key_id, credential))
+        role = self.exchange.participants[participant_id].role.value
+        return {"participant_id": participant_id, **_key_result(key_id, credential, secret, role)}
+
+    async def revoke_key(self, participant_id: str, key_id: str) -> dict[str, Any]:
+        """Revoke ``participant_id``'s key ``key_id``: it authenticates nothing from now on."""
+        return await self.submit(RevokeApiKey(participant_id, key_id))
 
     def health(self) -> dict[str, Any]:
         """What ``GET /healthz`` answers. Counts are counts (``ledger_blocks`` is what
@@ -466,6 +505,20 @@ class Venue:
         await self.sequencer.stop()
         await asyncio.to_thread(self.journal.close)
         await asyncio.to_thread(self.ledger.close)
+
+
+def _new_credential(public_key: str | None) -> tuple[str, str, str | None]:
+    """``(key_id, stored credential, secret to show once or None)`` for a new API key."""
+    key_id, secret = issue_api_key()
+    if public_key is None:
+        return key_id, secret, secret
+    return key_id, ed25519_credential(public_key), None
+
+
+def _key_result(key_id: str, credential: str, secret: str | None, role: str) -> dict[str, Any]:
+    scopes = sorted(scope.value for scope in DEFAULT_SCOPES[Role(role)])
+    kind = credential_kind(credential)
+    return {"key_id": key_id, "key_type": kind, "secret": secret, "scopes": scopes}
 
 
 __all__ = ["RecoveryError", "Venue", "VenueStartupError", "last_session_end"]

@@ -1,39 +1,68 @@
-"""The venue's HTTP server (aiohttp). For now it serves ``GET /healthz``; the trading APIs mount
-on the same application.
+"""The venue's HTTP server (aiohttp): the REST API of ``venue/api/rest.py``, ``/healthz``,
+``/metrics`` and the OpenAPI document, on one event loop with the venue itself.
 
-HTTP lives only here: the venue core never sees a request or a status code.
+HTTP lives only here and in the modules beside it: the venue core never sees a request or a
+status code. The routes are registered when the application is built, from ``rest.ROUTES``;
+their handlers exist once the venue has opened (on startup), so each registered route calls
+through to its handler by index. Requests that match no route (404, 405) are answered by a
+middleware with a problem document, as every other refusal.
 """
 
 from __future__ import annotations
 
 import logging
 
+import msgspec
 from aiohttp import web
 
+from venue.api.metrics import ApiMetrics
+from venue.api.openapi import build_document
+from venue.api.rest import ROUTES, RestApi
 from venue.config import Config
 from venue.service import Venue
 
 log = logging.getLogger(__name__)
 
 VENUE_KEY = web.AppKey("venue", Venue)
+API_KEY = web.AppKey("api", RestApi)
+HANDLERS_KEY = web.AppKey("handlers", list)
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness and the basics an operator checks first: engine, ledger blocks, journal commands
-    (see ``Venue.health``)."""
-    venue = request.app[VENUE_KEY]
-    health = venue.health()
-    return web.json_response(health, status=200 if health["status"] == "ok" else 503)
+def _route_handler(index: int):
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await request.app[HANDLERS_KEY][index](request)
+
+    handler.__name__ = ROUTES[index].handler.__name__
+    return handler
+
+
+@web.middleware
+async def _unmatched(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return request.app[API_KEY].unmatched(request, error)
 
 
 def create_app(config: Config) -> web.Application:
     """The application; the venue opens on startup and closes (drained, snapshotted) on cleanup."""
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
+    app = web.Application(client_max_size=config.api_max_body_bytes, middlewares=[_unmatched])
+    for index, route in enumerate(ROUTES):
+        app.router.add_route(route.method, route.path, _route_handler(index))
+    document = msgspec.json.encode(build_document(ROUTES))
 
     async def venue_context(app: web.Application):
         venue = await Venue.open(config)
+        metrics = ApiMetrics()
+        metrics.watch(venue)
+        api = RestApi(venue, metrics)
+        api.openapi_document = document
+        await api.start()
         app[VENUE_KEY] = venue
+        app[API_KEY] = api
+        app[HANDLERS_KEY] = [api.endpoint(route) for route in ROUTES]
         log.info("venue ready", extra={"host": config.host, "port": config.port, **venue.health()})
         try:
             yield

@@ -18,6 +18,15 @@ clock window), ``METHOD`` is upper-cased, ``path_and_query`` is the raw request 
 (``/v1/orders?symbol=IPABS-2025-1-A``; no query -> just the path), ``body`` the raw bytes
 (``b""`` for none).
 
+An API key is one of two kinds, told apart by its stored *credential* string:
+
+* HMAC: the credential is the shared secret (``vs_...``); the signature is the HMAC above (64
+  hex characters). The venue must keep the secret to recompute it.
+* Ed25519: the participant keeps the private key and registers only its public key; the
+  credential is ``"ed25519:" + 64 hex`` and the signature is the Ed25519 signature of the same
+  message (128 hex characters). Whoever holds the venue's data directory still cannot sign as
+  the participant.
+
 Public API::
 
     class Segment(StrEnum): INTERBANK, EXCHANGE
@@ -31,6 +40,11 @@ Public API::
     signing_message(timestamp, method, path_and_query, body) -> bytes
     sign_request(secret, timestamp, method, path_and_query, body) -> str   # lowercase hex
     verify_signature(secret, timestamp, method, path_and_query, body, signature) -> bool
+    parse_public_key(text) -> bytes                          # validation.bad_public_key
+    ed25519_credential(public_key_hex) -> str                # "ed25519:<hex>"
+    credential_kind(credential) -> "hmac" | "ed25519"
+    sign_request_ed25519(private_key, timestamp, method, path_and_query, body) -> str
+    verify_request(credential, timestamp, method, path_and_query, body, signature) -> bool
 """
 
 from __future__ import annotations
@@ -42,6 +56,9 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from venue.domain.money import parse_enum
 from venue.errors import ErrorCode, VenueError
@@ -239,3 +256,77 @@ def verify_signature(
     if not isinstance(signature, str) or not signature.isascii():
         return False
     return hmac.compare_digest(expected, signature.lower())
+
+
+ED25519_PREFIX = "ed25519:"
+_PUBLIC_KEY_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_public_key(text: object) -> bytes:
+    """A registered Ed25519 public key: 64 lowercase hex characters of a valid key -> 32 bytes."""
+    if isinstance(text, str) and _PUBLIC_KEY_HEX.fullmatch(text):
+        raw = bytes.fromhex(text)
+        try:
+            Ed25519PublicKey.from_public_bytes(raw)
+        except ValueError:
+            pass
+        else:
+            return raw
+    raise VenueError(
+        ErrorCode.BAD_PUBLIC_KEY,
+        "public_key must be 64 lowercase hex characters (a raw Ed25519 public key)",
+        field="public_key",
+    )
+
+
+def ed25519_credential(public_key_hex: str) -> str:
+    """The stored credential of an Ed25519 API key (checked with ``parse_public_key``)."""
+    return ED25519_PREFIX + parse_public_key(public_key_hex).hex()
+
+
+def credential_kind(credential: str) -> str:
+    """``"ed25519"`` for a registered public key, ``"hmac"`` for a shared secret."""
+    return "ed25519" if credential.startswith(ED25519_PREFIX) else "hmac"
+
+
+def sign_request_ed25519(
+    private_key: Ed25519PrivateKey, timestamp: str, method: str, path_and_query: str, body: bytes
+) -> str:
+    """The Ed25519 signature of ``signing_message`` as lowercase hex (128 characters)."""
+    return private_key.sign(signing_message(timestamp, method, path_and_query, body)).hex()
+
+
+_SIGNATURE_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def verify_request(
+    credential: str,
+    timestamp: str,
+    method: str,
+    path_and_query: str,
+    body: bytes,
+    signature: str,
+    public_key: Ed25519PublicKey | None = None,
+) -> bool:
+    """Check a request signature against a stored credential of either kind.
+
+    ``public_key`` may pass the already-loaded key of an Ed25519 credential (the API caches them:
+    loading costs more than an HMAC).
+    """
+    if not credential.startswith(ED25519_PREFIX):
+        return verify_signature(credential, timestamp, method, path_and_query, body, signature)
+    if not (
+        isinstance(signature, str) and len(signature) == 128 and _SIGNATURE_HEX.fullmatch(signature)
+    ):
+        return False
+    if public_key is None:
+        public_key = Ed25519PublicKey.from_public_bytes(
+            bytes.fromhex(credential[len(ED25519_PREFIX) :])
+        )
+    try:
+        public_key.verify(
+            bytes.fromhex(signature), signing_message(timestamp, method, path_and_query, body)
+        )
+    except InvalidSignature:
+        return False
+    return True
