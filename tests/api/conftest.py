@@ -37,16 +37,16 @@ def recorded(server):
 @pytest.fixture(scope="module")
 def clients(server, recorded):
     """``clients(participant_id)``: an SDK client signing with that demo participant's
-    HMAC key; ``clients(None)``: an unsigned one."""
+    HMAC key (or with ``key_id=`` and ``secret=``/``private_key=``); ``clients(None)``: an
+    unsigned one."""
 
     def make(participant_id: str | None = None, **options) -> RecordingClient:
         if participant_id is None:
             return RecordingClient(server.base_url, recorded=recorded, **options)
-        entry = server.credentials[participant_id]
-        options.setdefault("secret", entry["secret"])
-        return RecordingClient(
-            server.base_url, options.pop("key_id", entry["key_id"]), recorded=recorded, **options
-        )
+        if "key_id" not in options:  # a demo participant's own key
+            entry = server.credentials[participant_id]
+            options.update(key_id=entry["key_id"], secret=entry["secret"])
+        return RecordingClient(server.base_url, options.pop("key_id"), recorded=recorded, **options)
 
     return make
 
