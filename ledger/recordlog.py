@@ -50,14 +50,29 @@ enters a failed state; every pending handle and every later ``append`` fails wit
 
 Recovery
 --------
-Opening scans every segment. A problem in the *last* segment with no valid record anywhere after
-it (a short header, a payload running past end of file, a bad checksum on the final record, a
-zero-filled tail) is a torn write from a crash: the segment is truncated back to the end of the
-last good record, and :attr:`RecordLog.recovery` says how many bytes were cut. Any other problem
--- a bad record followed by a valid one, or damage in an earlier segment -- raises
-:class:`RecordLogCorruptError` naming the file, offset and record number. Nothing is silently
-repaired. A caller that knows more records were durable (the ledger: its newest checkpoint)
-passes ``required_records``, and a "torn tail" that would cut into those is refused untouched.
+Opening scans every segment. Only what a crash can leave is a *torn write*, and only at the very
+end of the log (the last segment, with no valid record starting anywhere after the problem):
+
+- a record cut short: fewer than 8 header bytes, or a payload running past end of file (unless
+  the bytes present are exactly a record under the stored checksum with another length: then
+  the length field is damaged, which no crash does);
+- a record whose checksum fails because part of it was never written: some piece of the frame
+  between two 512-byte boundaries of the file is all zeros. A crash loses whole sectors, which
+  read back as zeros (filesystems zero-fill an extended file), so a zero-filled tail is a torn
+  write too. This is etcd's rule for its WAL (``isTornEntry``);
+- a prefix of a new segment's header (or zeros).
+
+A torn write is truncated back to the end of the last good record, and
+:attr:`RecordLog.recovery` says how many bytes were cut. Anything else -- above all a record
+whose full length is present but whose checksum fails with no zeroed sector in it, which is what
+one changed byte looks like -- raises :class:`RecordLogCorruptError` naming the file, offset and
+record number, and nothing is touched: that record was complete on disk, so it may well have
+been acknowledged. Nothing is silently repaired. When such damage is at the very end of the
+log (``ScanProblem.at_tail``), the operator may accept the loss explicitly with
+:func:`accept_tail_loss` (``venue-audit accept-loss LOG_DIR --record N``): the damaged bytes are
+moved into a file beside the segments and the log ends before that record. A caller that knows
+more records were durable (the ledger: its newest checkpoint) passes ``required_records``, and
+a "torn tail" that would cut into those is refused untouched.
 
 SIGKILL alone cannot tear a record: each batch is one ``write`` call and the page cache outlives
 the process. Torn tails come from power loss or a kernel crash, which can drop any suffix that
@@ -107,6 +122,7 @@ __all__ = [
     "SegmentWriter",
     "WriterPosition",
     "WrittenRun",
+    "accept_tail_loss",
     "frame_record",
     "fsync_directory",
     "write_all",
@@ -125,6 +141,10 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 LOCK_FILE_NAME = "LOCK"
+# A crash loses whole sectors of the last write; the smallest sector there is (see Recovery).
+SECTOR_BYTES = 512
+# accept_tail_loss moves the bytes it cuts into this file, beside the segments.
+ACCEPTED_LOSS_FILE = "accepted-loss-{record:020d}.bin"
 
 
 def segment_file_name(first_record_number: int) -> str:
@@ -155,7 +175,8 @@ class RecordLogCorruptError(RecordLogError):
     code = "recordlog.corrupt"
 
     def __init__(self, problem: ScanProblem) -> None:
-        super().__init__(problem.describe())
+        remedy = problem.remedy()
+        super().__init__(problem.describe() + (f". {remedy}" if remedy else ""))
         self.problem = problem
         self.path = problem.path
         self.offset = problem.offset
@@ -198,8 +219,10 @@ class ScanProblem:
     ``segment_gap``, ``record_header_short``, ``record_length_implausible``,
     ``record_payload_short``, ``record_checksum_mismatch``, ``unreadable``, and (from
     ``RecordLog.open(required_records=...)`` only) ``records_missing``.
-    ``is_torn_tail`` is true when the problem is in the last segment and no valid record starts
-    anywhere after it: the signature of a write interrupted by a crash.
+    ``at_tail`` is true when the problem is in the last segment and no valid record starts
+    anywhere after it; ``is_torn_tail`` when, besides, it is what a crash leaves (a record cut
+    short or a zeroed sector: see "Recovery" in the module docstring). Damage at the tail that
+    is not torn is refused, and is what :func:`accept_tail_loss` can be told to give up.
     """
 
     kind: str
@@ -208,6 +231,7 @@ class ScanProblem:
     record_number: int
     detail: str
     is_torn_tail: bool
+    at_tail: bool = False
 
     def describe(self) -> str:
         """One line naming the file, offset and record number."""
@@ -215,6 +239,17 @@ class ScanProblem:
         return (
             f"{self.kind}{torn}: {self.detail} in {self.path} at offset {self.offset}, "
             f"record {self.record_number}"
+        )
+
+    def remedy(self) -> str | None:
+        """The operator's way out of damage at the tail (None for any other problem)."""
+        if not self.at_tail or self.is_torn_tail:
+            return None
+        return (
+            f"record {self.record_number} was complete on disk and may have been acknowledged, "
+            "so it is not truncated as a torn write; to give it up (and anything after it in "
+            f"this log), stop everything using the log and run: venue-audit accept-loss "
+            f"{Path(self.path).parent} --record {self.record_number}"
         )
 
 
@@ -262,6 +297,31 @@ def _any_valid_record_after(data: bytes, offset: int) -> bool:
     return any(_valid_record_at(data, start) for start in range(offset + 1, len(data) - 7))
 
 
+def _has_zeroed_sector(data: bytes, start: int, end: int) -> bool:
+    """True if some piece of ``data[start:end]`` between two ``SECTOR_BYTES`` boundaries (file
+    offsets; the first and last pieces clipped to the range) is all zeros: a sector of the last
+    write that never reached the disk. One changed byte cannot do that, except by zeroing the
+    only non-zero byte of such a piece."""
+    piece_start = start
+    while piece_start < end:
+        piece_end = min(end, (piece_start // SECTOR_BYTES + 1) * SECTOR_BYTES)
+        if data.count(0, piece_start, piece_end) == piece_end - piece_start:
+            return True
+        piece_start = piece_end
+    return False
+
+
+def _length_field_damaged(data: bytes, offset: int, checksum: int) -> bool:
+    """True if the bytes after the header at ``offset`` (to end of file) are a complete record
+    under ``checksum`` with their own length: the stored length field is what changed."""
+    present = len(data) - offset - RECORD_HEADER.size
+    if present < 0 or present > MAX_RECORD_BYTES:
+        return False
+    view = memoryview(data)
+    length_bytes = LENGTH_FIELD.pack(present)
+    return zlib.crc32(view[offset + RECORD_HEADER.size :], zlib.crc32(length_bytes)) == checksum
+
+
 def _parse_segment(
     path: str, data: bytes, expected_first: int, name_first: int, is_last: bool
 ) -> _SegmentScan:
@@ -269,8 +329,10 @@ def _parse_segment(
     offsets = array("Q")
     header_size = SEGMENT_HEADER.size
 
-    def problem(kind: str, offset: int, number: int, detail: str, torn: bool) -> _SegmentScan:
-        found = ScanProblem(kind, path, offset, number, detail, torn)
+    def problem(
+        kind: str, offset: int, number: int, detail: str, torn: bool, at_tail: bool = False
+    ) -> _SegmentScan:
+        found = ScanProblem(kind, path, offset, number, detail, torn, at_tail or torn)
         return _SegmentScan(path, name_first, offsets, offset, found)
 
     if name_first != expected_first:
@@ -325,8 +387,21 @@ def _parse_segment(
         number += 1
     else:
         return _SegmentScan(path, name_first, offsets, offset, None)
-    torn = is_last and not _any_valid_record_after(data, offset)
-    return problem(kind, offset, number, detail, torn)
+    at_tail = is_last and not _any_valid_record_after(data, offset)
+    torn = False
+    if kind in ("record_payload_short", "record_length_implausible"):
+        if _length_field_damaged(data, offset, checksum):
+            detail += f"; the {size - offset - 8} bytes present match the checksum: the length "
+            detail += "field is damaged"
+        else:
+            torn = kind == "record_payload_short"  # a record cut short
+    elif kind == "record_checksum_mismatch":
+        torn = _has_zeroed_sector(data, offset, end)
+        if not torn:
+            detail += ", all of it present"
+    else:  # record_header_short: cut short
+        torn = True
+    return problem(kind, offset, number, detail, at_tail and torn, at_tail)
 
 
 def _list_segments(directory: Path) -> list[tuple[int, Path]]:
@@ -740,28 +815,38 @@ class RecordLog:
         self._lock_fd = -1
         raise RecordLogLockedError(f"record log {self.directory} is open elsewhere")
 
-    def _recover(self, required_records: int) -> None:
-        """Scan every segment, truncate a torn tail, refuse anything else, build the index."""
+    def _recover(self, required_records: int, accept_loss_at: int | None = None) -> None:
+        """Scan every segment, truncate a torn tail, refuse anything else, build the index.
+
+        ``accept_loss_at`` (:func:`accept_tail_loss` only): the number of a damaged record at
+        the tail that the operator gives up; it is cut like a torn tail, its bytes kept aside.
+        """
         truncated_bytes = 0
         truncated_path: str | None = None
         problem: ScanProblem | None = None
         for scan, data in _scan_segments(self.directory):
             if scan.problem is not None:
                 problem = scan.problem
-                if not problem.is_torn_tail:
+                if accept_loss_at is not None:
+                    self._check_loss_to_accept(problem, accept_loss_at)
+                    self._keep_accepted_loss(data[scan.valid_end :], accept_loss_at)
+                elif not problem.is_torn_tail:
                     raise RecordLogCorruptError(problem)
-                if problem.record_number < required_records:
+                elif problem.record_number < required_records:
                     detail = (
                         f"{problem.detail}; {required_records} records were durable, so this "
                         "is lost data, not a torn tail"
                     )
-                    raise RecordLogCorruptError(replace(problem, detail=detail, is_torn_tail=False))
+                    raise RecordLogCorruptError(
+                        replace(problem, detail=detail, is_torn_tail=False, at_tail=False)
+                    )
                 truncated_path = scan.path
                 truncated_bytes = len(data) - scan.valid_end
                 self._truncate_torn_tail(Path(scan.path), scan)
                 logger.warning(
-                    "record log recovery: truncated %d bytes of torn tail: %s",
+                    "record log recovery: truncated %d bytes of %s: %s",
                     truncated_bytes,
+                    "torn tail" if accept_loss_at is None else "damaged tail (loss accepted)",
                     problem.describe(),
                 )
             size = max(scan.valid_end, SEGMENT_HEADER.size)
@@ -769,6 +854,11 @@ class RecordLog:
                 _Segment(scan.first_record_number, Path(scan.path), scan.offsets, size)
             )
             self._next_record_number = scan.first_record_number + len(scan.offsets)
+        if accept_loss_at is not None and problem is None:
+            raise RecordLogError(
+                f"record log {self.directory} is intact: no damaged record "
+                f"{accept_loss_at} to accept the loss of; nothing was changed"
+            )
         if self._next_record_number < required_records:
             last = self._segments[-1] if self._segments else None
             raise RecordLogCorruptError(
@@ -786,6 +876,37 @@ class RecordLog:
         self.recovery = RecoveryReport(
             self._next_record_number, truncated_bytes, truncated_path, problem
         )
+
+    def _check_loss_to_accept(self, problem: ScanProblem, record_number: int) -> None:
+        """Refuse, changing nothing, unless ``problem`` is damage at the tail at exactly
+        ``record_number`` (what the operator named)."""
+        if problem.is_torn_tail:
+            reason = "it is a torn write, which opening truncates by itself"
+        elif not problem.at_tail:
+            reason = (
+                "valid records follow it (or it is not in the last segment): cutting there "
+                "would lose them too; restore the log from a copy instead"
+            )
+        elif problem.record_number != record_number:
+            reason = f"the damage is at record {problem.record_number}, not {record_number}"
+        else:
+            return
+        raise RecordLogError(
+            f"not accepting the loss of record {record_number} in {self.directory}: {reason} "
+            f"({problem.describe()}); nothing was changed"
+        )
+
+    def _keep_accepted_loss(self, lost: bytes, record_number: int) -> None:
+        """Write the bytes about to be cut into ``ACCEPTED_LOSS_FILE`` (0600: a journal record
+        may hold credentials), durably, before anything is truncated."""
+        path = self.directory / ACCEPTED_LOSS_FILE.format(record=record_number)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            write_all(fd, lost)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_directory(self.directory)
 
     def _truncate_torn_tail(self, path: Path, scan: _SegmentScan) -> None:
         fd = os.open(path, os.O_WRONLY)
@@ -1144,3 +1265,27 @@ class RecordLog:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def accept_tail_loss(directory: str | os.PathLike[str], record_number: int) -> RecoveryReport:
+    """The operator's explicit decision to give up a damaged record at the end of a log.
+
+    Opening refuses a log whose last record is complete but fails its checksum (see "Recovery"
+    in the module docstring): it may have been acknowledged, so only a person may decide it is
+    lost. This cuts the log before ``record_number``, after checking that the first problem in
+    the log is exactly that (damage at the tail at that record, not a torn write, nothing valid
+    after it), and keeps the bytes it cuts in ``ACCEPTED_LOSS_FILE`` beside the segments. The
+    log must not be open anywhere (its lock is taken). Returns what was cut; raises
+    :class:`RecordLogError` (changing nothing) when there is no such record to give up, and
+    :class:`RecordLogLockedError` when the log is in use.
+    """
+    path = Path(directory)
+    if not path.is_dir():
+        raise RecordLogError(f"{path} is not a record log directory")
+    log = RecordLog(path, DEFAULT_SEGMENT_MAX_BYTES)
+    log._acquire_lock(0.0)
+    try:
+        log._recover(0, accept_loss_at=record_number)
+    finally:
+        log._release_resources()
+    return log.recovery

@@ -30,6 +30,7 @@ from ledger.recordlog import (
     SegmentWriter,
     WriterPosition,
     WrittenRun,
+    accept_tail_loss,
     frame_record,
     segment_file_name,
 )
@@ -272,24 +273,102 @@ def test_torn_tail_at_every_byte_of_the_last_record_reopens_to_the_previous(
         assert log.append_and_wait(b"next") == len(items) - 1
 
 
-@pytest.mark.parametrize("damage", ["payload_bit", "checksum_bit", "zero_filled_tail"])
-def test_a_bad_final_record_with_nothing_after_it_is_a_torn_tail(
-    tmp_path: Path, damage: str
-) -> None:
+def test_a_zero_filled_tail_is_a_torn_tail(tmp_path: Path) -> None:
     items = payloads(5, seed=5)
     write_log(tmp_path, items)
     (segment,) = segment_files(tmp_path)
-    last_offset = record_offsets(segment)[-1]
-    if damage == "payload_bit":
-        flip_byte(segment, last_offset + RECORD_HEADER.size)
-    elif damage == "checksum_bit":
-        flip_byte(segment, last_offset + 5)
-    else:
-        with segment.open("ab") as file:
-            file.write(bytes(300))
+    with segment.open("ab") as file:
+        file.write(bytes(300))
     with RecordLog.open(tmp_path) as log:
-        expected = items if damage == "zero_filled_tail" else items[:-1]
-        assert [payload for _, payload in log.records()] == expected
+        assert [payload for _, payload in log.records()] == items
+        assert log.recovery.truncated_bytes == 300
+
+
+def test_any_changed_byte_of_a_complete_last_record_is_refused_untouched(tmp_path: Path) -> None:
+    """Issue 14: a last record whose whole length is present but whose checksum fails was
+    complete on disk (it may have been acknowledged): corruption, not a torn write. Every byte
+    of its frame is tried: length, checksum and payload."""
+    items = payloads(5, seed=5)
+    items[-1] = bytes(range(1, 61))  # no byte turns to zero when flipped with 0xFF
+    write_log(tmp_path, items)
+    (segment,) = segment_files(tmp_path)
+    original = segment.read_bytes()
+    last_offset = record_offsets(segment)[-1]
+    for offset in range(last_offset, len(original)):
+        damaged = bytearray(original)
+        damaged[offset] ^= 0xFF
+        segment.write_bytes(bytes(damaged))
+        with pytest.raises(RecordLogCorruptError) as caught:
+            RecordLog.open(tmp_path)
+        error = caught.value
+        assert (error.path, error.offset, error.record_number) == (str(segment), last_offset, 4)
+        assert f"venue-audit accept-loss {tmp_path} --record 4" in str(error), offset
+        assert error.problem.at_tail and not error.problem.is_torn_tail
+        assert segment.read_bytes() == bytes(damaged)  # nothing truncated
+        scanner = LogScanner(tmp_path)
+        assert [record.payload for record in scanner] == items[:4]
+        assert scanner.problem is not None and not scanner.problem.is_torn_tail, offset
+    segment.write_bytes(original)
+
+
+def test_a_zeroed_sector_inside_the_last_record_is_a_torn_write(tmp_path: Path) -> None:
+    """A crash loses whole sectors of the last write, which read back as zeros."""
+    items = [*payloads(3), bytes(range(1, 256)) * 8]  # 2,040 bytes: spans several sectors
+    write_log(tmp_path, items)
+    (segment,) = segment_files(tmp_path)
+    original = segment.read_bytes()
+    last_offset = record_offsets(segment)[-1]
+    sector = (last_offset // 512 + 2) * 512  # a whole sector inside the last record
+    segment.write_bytes(original[:sector] + bytes(512) + original[sector + 512 :])
+    with RecordLog.open(tmp_path) as log:
+        assert log.recovery.problem is not None and log.recovery.problem.is_torn_tail
+        assert [payload for _, payload in log.records()] == items[:3]
+    assert segment.stat().st_size == last_offset
+
+
+def test_accepting_the_loss_of_a_damaged_last_record_keeps_its_bytes(tmp_path: Path) -> None:
+    items = payloads(6, seed=3)
+    write_log(tmp_path, items)
+    (segment,) = segment_files(tmp_path)
+    last_offset = record_offsets(segment)[-1]
+    flip_byte(segment, last_offset + RECORD_HEADER.size)
+    damaged = segment.read_bytes()
+    with pytest.raises(RecordLogError, match="damage is at record 5, not 4"):
+        accept_tail_loss(tmp_path, 4)
+    with RecordLog.open(tmp_path / "other") as held, pytest.raises(RecordLogLockedError):
+        accept_tail_loss(held.directory, 0)
+    assert segment.read_bytes() == damaged
+    report = accept_tail_loss(tmp_path, 5)
+    assert (report.record_count, report.truncated_bytes) == (5, len(damaged) - last_offset)
+    kept = tmp_path / f"accepted-loss-{5:020d}.bin"
+    assert kept.read_bytes() == damaged[last_offset:]
+    assert kept.stat().st_mode & 0o777 == 0o600
+    with RecordLog.open(tmp_path) as log:
+        assert [payload for _, payload in log.records()] == items[:5]
+        assert log.append_and_wait(b"after") == 5
+    with pytest.raises(RecordLogError, match="intact"):
+        accept_tail_loss(tmp_path, 6)
+
+
+@pytest.mark.parametrize("where", ["torn", "mid_log"])
+def test_accept_tail_loss_refuses_anything_but_damage_at_the_tail(
+    tmp_path: Path, where: str
+) -> None:
+    items = payloads(8, seed=4)
+    write_log(tmp_path, items)
+    (segment,) = segment_files(tmp_path)
+    offsets = record_offsets(segment)
+    if where == "torn":  # a record cut short: opening truncates it by itself
+        segment.write_bytes(segment.read_bytes()[: offsets[-1] + 5])
+        number, reason = 7, "torn write"
+    else:
+        flip_byte(segment, offsets[3] + RECORD_HEADER.size)
+        number, reason = 3, "valid records follow it"
+    before = segment.read_bytes()
+    with pytest.raises(RecordLogError, match=reason):
+        accept_tail_loss(tmp_path, number)
+    assert segment.read_bytes() == before
+    assert not list(tmp_path.glob("accepted-loss-*"))
 
 
 def test_a_torn_new_segment_header_is_rewritten(tmp_path: Path) -> None:
