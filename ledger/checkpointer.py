@@ -16,8 +16,10 @@ ledger has failed, how to fail it, and what to do after each checkpoint (the led
 state file then: ``ledger.state_file``).
 
 For opening, :func:`newest_checkpoint_size` (the blocks the block log must not lose as a torn
-tail) and :func:`verified_newest_checkpoint` (the newest stored checkpoint, which must match
-the rebuilt tree, or the ledger is refused as corrupt).
+tail) and :func:`verified_newest_checkpoint` (the newest stored checkpoint, which must be signed
+by the key in force at its size, name the ledger's origin and match the rebuilt tree; and the
+blocks after it, which this checkpointer will sign over next, must carry valid signatures; or
+the ledger is refused as corrupt).
 """
 
 from __future__ import annotations
@@ -27,12 +29,18 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ledger.checkpoint import CheckpointError, make_checkpoint, parse_checkpoint, sign_checkpoint
+from ledger.checkpoint import (
+    CheckpointError,
+    make_checkpoint,
+    parse_checkpoint,
+    sign_checkpoint,
+    verify_checkpoint,
+)
 from ledger.errors import LedgerCorruptError, LedgerError
-from ledger.proof import MerkleTree
 from ledger.recordlog import RecordLog
+from ledger.recovery import ChainIndex, check_signatures, public_key_in_force
 
 __all__ = [
     "CheckpointMaterial",
@@ -201,33 +209,51 @@ def newest_checkpoint_size(log: RecordLog, where: str) -> int:
 
 
 def verified_newest_checkpoint(
-    log: RecordLog, tree: MerkleTree, origin: str
+    log: RecordLog, chain: ChainIndex, blocks: RecordLog, origin: str
 ) -> StoredCheckpoint | None:
-    """The newest stored checkpoint, which must match ``tree`` (the rebuilt blocks) and name
-    ``origin``; None if there is none. ``LedgerCorruptError`` otherwise: a checkpoint covering
-    more blocks than remain means durable blocks were lost."""
+    """The newest stored checkpoint, checked as opening checks it; None if there is none.
+
+    ``chain`` is the index rebuilt from ``blocks``. The checkpoint must parse, cover no more
+    blocks than remain (else durable blocks were lost), name ``origin``, carry a valid
+    signature by the key in force at its size (``recovery.public_key_in_force``) and have the
+    root of the rebuilt tree at its size. Then every block after it must carry a valid
+    signature (``recovery.check_signatures``): the next checkpoint signs over them. Anything
+    else is a ``LedgerCorruptError`` naming the checkpoint record or the block.
+    """
+    tree = chain.tree
     count = log.durable_count
     if count == 0:
+        check_signatures(blocks, chain, 0)
         return None
-    note = log.read(count - 1).decode("utf-8")
+    where = f"newest checkpoint (record {count - 1} in {log.directory})"
+    raw_note = log.read(count - 1)
     try:
-        checkpoint, _ = parse_checkpoint(note)
+        checkpoint, _ = parse_checkpoint(raw_note)
     except CheckpointError as error:
-        raise LedgerCorruptError(f"latest checkpoint unreadable: {error}", count - 1) from error
+        raise LedgerCorruptError(f"{where} unreadable: {error}", count - 1) from error
     if checkpoint.size > tree.size:
         raise LedgerCorruptError(
-            f"checkpoint covers {checkpoint.size} blocks but only {tree.size} remain: "
+            f"{where} covers {checkpoint.size} blocks but only {tree.size} remain: "
             "durable blocks were lost",
             tree.size,
         )
     if checkpoint.origin != origin:
         raise LedgerCorruptError(
-            f"latest checkpoint names origin {checkpoint.origin!r}, genesis {origin!r}",
+            f"{where} names origin {checkpoint.origin!r}, genesis {origin!r}",
             checkpoint.size - 1,
         )
+    key = Ed25519PublicKey.from_public_bytes(public_key_in_force(blocks, chain, checkpoint.size))
+    try:
+        verify_checkpoint(raw_note, key, origin=origin)
+    except CheckpointError as error:
+        raise LedgerCorruptError(
+            f"{where} is not validly signed by the key in force at size {checkpoint.size}: {error}",
+            max(checkpoint.size - 1, 0),
+        ) from error
     if checkpoint.root_hash != tree.root(checkpoint.size):
         raise LedgerCorruptError(
-            f"checkpoint of size {checkpoint.size} does not match the blocks",
+            f"{where}: the checkpoint of size {checkpoint.size} does not match the blocks",
             checkpoint.size - 1,
         )
-    return StoredCheckpoint(note, checkpoint.size)
+    check_signatures(blocks, chain, checkpoint.size)
+    return StoredCheckpoint(raw_note.decode("utf-8"), checkpoint.size)

@@ -285,8 +285,9 @@ class Ledger:
         return self._newest_checkpoint()
 
     def _newest_checkpoint(self) -> StoredCheckpoint | None:
-        """The newest stored checkpoint, which must match the rebuilt tree (or corrupt)."""
-        return verified_newest_checkpoint(self._checkpoints, self._chain.tree, self.origin)
+        """The newest stored checkpoint, checked (signature, origin, root), and the signatures
+        of the blocks after it (``verified_newest_checkpoint``); else corrupt."""
+        return verified_newest_checkpoint(self._checkpoints, self._chain, self._blocks, self.origin)
 
     def _adopt_chain(self, chain: ChainIndex) -> None:
         """Take a rebuilt index; the private keys of the keys it names are not known yet."""

@@ -18,16 +18,24 @@ oracle. The scan costs about 15 us a block (1.5-2 s for 100,000 fills), which is
 ledger also keeps a state file (``ledger.state_file``).
 
 The ledger (``ledger.ledger``) then checks the newest stored checkpoint against the rebuilt
-tree (``ledger.checkpointer.verified_newest_checkpoint``), which also checks every leaf hash a
-state file supplied against the signed root.
+tree (``ledger.checkpointer.verified_newest_checkpoint``: its signature, origin and root, which
+also checks every leaf hash a state file supplied against the signed root) and the signatures
+of the blocks after it (:func:`check_signatures`), so that no checkpoint the ledger signs later
+covers a block whose signature nobody checked. :func:`public_key_in_force` answers which key
+signs a given height (and the checkpoint of that size). docs/LEDGER.md section 9 lists what
+opening checks and what only ``venue-audit verify`` does.
 """
 
 from __future__ import annotations
 
 import json
 from array import array
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from hashlib import sha256
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger import block as block_format
 from ledger.block import BlockError, check_non_negative, decode_signed_block, introduced_key
@@ -38,7 +46,15 @@ from ledger.proof import MerkleTree
 from ledger.recordlog import RecordLog, RecordLogCorruptError
 from ledger.state_file import LedgerState
 
-__all__ = ["ChainIndex", "ScannedBlock", "rebuild", "scan_block", "scan_block_strictly"]
+__all__ = [
+    "ChainIndex",
+    "ScannedBlock",
+    "check_signatures",
+    "public_key_in_force",
+    "rebuild",
+    "scan_block",
+    "scan_block_strictly",
+]
 
 _GENESIS_CODE = block_format.KIND_CODES["genesis"]
 _FILL_CODE = block_format.KIND_CODES["fill"]
@@ -259,3 +275,58 @@ def rebuild(blocks: RecordLog, state: LedgerState | None) -> ChainIndex:
     index.last_hash = previous_hash
     index.last_timestamp_ns = last_timestamp_ns
     return index
+
+
+def public_key_in_force(blocks: RecordLog, chain: ChainIndex, height: int) -> bytes:
+    """The raw public key that signs block ``height`` -- and so the checkpoint of size
+    ``height``, which is signed by the key that signs the block after the last one it covers.
+
+    Genesis (height 0) is signed by the key it introduces. The key is read from the genesis or
+    key-rotation block that brought it in (``chain.key_starts``: where each key starts), so
+    ``chain`` must be the rebuilt index of ``blocks``. ``LedgerCorruptError`` if that block
+    does not decode.
+    """
+    index = max(bisect_right(chain.key_starts, height) - 1, 0)
+    if not chain.key_starts:
+        raise LedgerCorruptError("no signing key: the ledger has no genesis block", 0)
+    introducing = chain.key_starts[index] - 1
+    try:
+        key = introduced_key(decode_signed_block(blocks.read(introducing)).block)
+    except (BlockError, RecordLogCorruptError) as error:
+        raise LedgerCorruptError(f"block {introducing}: {error}", introducing) from error
+    if key is None:  # key_starts only ever follow genesis and rotations
+        raise LedgerCorruptError(f"block {introducing} introduces no key", introducing)
+    return key
+
+
+def check_signatures(blocks: RecordLog, chain: ChainIndex, start: int) -> int:
+    """Check the Ed25519 signature of every durable block from height ``start`` on, each by
+    the key in force at its height; return how many were checked.
+
+    Opening calls it for the blocks after the newest checkpoint (about 125 us a block here:
+    at most what one checkpoint interval holds). ``rebuild`` has already checked that each
+    names the key in force. ``LedgerCorruptError`` naming the first height that fails.
+    """
+    keys: dict[int, Ed25519PublicKey] = {}  # index into chain.key_starts -> key
+    key_starts = chain.key_starts
+    checked = 0
+    try:
+        for height, record in blocks.records(start):
+            index = max(bisect_right(key_starts, height) - 1, 0)
+            key = keys.get(index)
+            if key is None:
+                raw = public_key_in_force(blocks, chain, height)
+                key = keys[index] = Ed25519PublicKey.from_public_bytes(raw)
+            encoding = memoryview(record)[: -block_format.SIGNATURE_SIZE]
+            try:
+                key.verify(record[-block_format.SIGNATURE_SIZE :], sha256(encoding).digest())
+            except InvalidSignature:
+                raise LedgerCorruptError(
+                    f"block {height}: block.bad_signature: its Ed25519 signature does not "
+                    "verify under the key in force",
+                    height,
+                ) from None
+            checked += 1
+    except RecordLogCorruptError as error:
+        raise LedgerCorruptError.from_record_log(error) from error
+    return checked
