@@ -171,6 +171,11 @@ class ErrorCode(StrEnum):
         "risk.insufficient_units",
         "Available units do not cover the sell order (no short selling).",
     )
+    MMP_TRIGGERED = (
+        "risk.mmp_triggered",
+        "Market maker protection pulled this participant's quotes in the instrument; no new "
+        "quotes there until it is reset (mmp.reset).",
+    )
 
     # --- matching: order-state rules -------------------------------------------------------
     DUPLICATE_CLIENT_ORDER_ID = (
@@ -191,6 +196,10 @@ class ErrorCode(StrEnum):
         "A post-only order (or replace) would take liquidity.",
     )
     NO_CHANGE = ("matching.no_change", "A replace asks for neither a new price nor a new quantity.")
+    BAD_QUOTE = (
+        "matching.bad_quote",
+        "A mass quote's levels are malformed: too many, out of order, crossed, or empty.",
+    )
 
     # --- ledger: every ledger.* code, derived from the ledger's own registry --------------------
     # ledger/errors.py's LEDGER_CODES defines them (the ledger raises them and owns their

@@ -71,6 +71,48 @@ class CancelAll(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class MassQuote(Command):
+    """Replace this participant's quote set in ``symbol`` with ``bids`` and ``asks``, atomically.
+
+    Levels are ``(price_ticks, qty_units)`` pairs, best first (bids strictly descending, asks
+    strictly ascending); either side may be empty, both empty withdraws the quotes. ``quote_id``
+    (1-48 printable characters, new for this participant) names the set: its orders get the
+    client_order_ids ``<quote_id>.b1``, ``.b2``, ... and ``<quote_id>.a1``, ... One command and
+    one journal record, so after a crash either the whole new set or the whole old one stands.
+    See ``venue/core/quoting.py`` for the rules.
+    """
+
+    TYPE: ClassVar[str] = "mass_quote"
+    participant: str
+    quote_id: str
+    symbol: str
+    bids: tuple[tuple[int, int], ...] = ()
+    asks: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SetMmp(Command):
+    """Market maker protection for ``participant`` in ``symbol``: once more than ``qty_limit``
+    units of its resting orders are filled within ``window_ms``, its quotes there are pulled and
+    new quotes refused until :class:`ResetMmp`. ``qty_limit`` 0 turns protection off."""
+
+    TYPE: ClassVar[str] = "set_mmp"
+    participant: str
+    symbol: str
+    window_ms: int
+    qty_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResetMmp(Command):
+    """Lift a triggered market maker protection (the fills counted so far are forgotten)."""
+
+    TYPE: ClassVar[str] = "reset_mmp"
+    participant: str
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
 class ListInstrument(Command):
     """``instrument`` is the wire form accepted by ``Instrument.from_wire``."""
 
@@ -172,6 +214,9 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CancelOrder,
         ReplaceOrder,
         CancelAll,
+        MassQuote,
+        SetMmp,
+        ResetMmp,
         ListInstrument,
         AdmitParticipant,
         IssueApiKey,

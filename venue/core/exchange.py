@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 
 import matching
-from venue.core import operations
+from venue.core import operations, quoting
 from venue.core.commands import (
     CancelAll,
     CancelOrder,
@@ -114,6 +114,11 @@ class Exchange:
         self.next_trade_number = 1
         self.last_trades: dict[str, list[dict[str, Any]]] = {}
         self.last_expiry_ts = 0
+        # market makers (venue/core/quoting.py): each (participant, symbol)'s quote set (order
+        # ids), its protection, and the protections the current command triggered
+        self.quotes: dict[tuple[str, str], tuple[int, ...]] = {}
+        self.mmp: dict[tuple[str, str], quoting.MmpState] = {}
+        self.mmp_tripped: list[tuple[str, str]] = []
         self.emit_events = True  # recovery turns this off: replayed events go to no one
 
     # ====================================================================== dispatch
@@ -177,31 +182,44 @@ class Exchange:
 
         # ---- everything is checked: from here on the state changes ----
         seq = self.next_seq()
+        order, engine_events = self.enter_order(
+            participant.participant_id, client_order_id, ticket.instrument.symbol, command.side,
+            command.order_type, ticket.price, command.qty, command.time_in_force,
+            command.post_only, command.self_trade, ticket.fingerprint, ticket.asset,
+            ticket.need, ts,
+        )  # fmt: skip
+        return self._matched(seq, order, engine_events, ts, day)
+
+    def enter_order(
+        self, participant_id: str, client_order_id: str, symbol: str, side: str,
+        order_type: str, price: int, qty: int, time_in_force: str, post_only: bool,
+        self_trade: str, request_fingerprint: str, asset: str, need: int, ts: int,
+    ) -> tuple[Order, list]:  # fmt: skip
+        """Record a fully checked new order, reserve ``need`` of ``asset`` for it and submit it
+        to its book; the order and the engine's events (for :meth:`process_engine_events`)."""
         order_id = self.next_order_id
         self.next_order_id = order_id + 1
         order = Order(
-            order_id, participant.participant_id, client_order_id, ticket.instrument.symbol,
-            command.side, command.order_type, ticket.price, command.qty, command.time_in_force,
-            command.post_only, command.self_trade, ts, ticket.fingerprint,
-            "new", 0, command.qty, 0, None, None, None, ts,
+            order_id, participant_id, client_order_id, symbol, side, order_type, price, qty,
+            time_in_force, post_only, self_trade, ts, request_fingerprint,
+            "new", 0, qty, 0, None, None, None, ts,
         )  # fmt: skip
         self.orders[order_id] = order
         self.open_orders[order_id] = order
         self.unarchived[order_id] = order
-        self.client_orders[key] = order_id
-        self.accounts.reserve(order_id, participant.participant_id, ticket.asset, ticket.need,
-                              checked=True)  # fmt: skip
-        engine_events = self.books[order.symbol].submit(
+        self.client_orders[(participant_id, client_order_id)] = order_id
+        self.accounts.reserve(order_id, participant_id, asset, need, checked=True)
+        engine_events = self.books[symbol].submit(
             order_id,
-            SIDES[command.side],
-            ticket.price,
-            command.qty,
-            TIMES_IN_FORCE[command.time_in_force],
-            self.owner_numbers[participant.participant_id],
-            command.post_only,
-            SELF_TRADE_MODES[command.self_trade],
+            SIDES[side],
+            price,
+            qty,
+            TIMES_IN_FORCE[time_in_force],
+            self.owner_numbers[participant_id],
+            post_only,
+            SELF_TRADE_MODES[self_trade],
         )
-        return self._matched(seq, order, engine_events, ts, day)
+        return order, engine_events
 
     def _repeated(self, existing: Order, command: PlaceOrder) -> Outcome:
         """A retry of a client_order_id: the original order if the body is the same."""
@@ -237,7 +255,7 @@ class Exchange:
         settled = _Settled()
         day = trade_date(ts)
         for order in targets:
-            self._process_engine_events(self.books[order.symbol].cancel(order.order_id), ts, day,
+            self.process_engine_events(self.books[order.symbol].cancel(order.order_id), ts, day,
                                         settled)  # fmt: skip
         return self.outcome(
             seq, {"canceled": [order.order_id for order in targets]}, settled.entries,
@@ -261,24 +279,36 @@ class Exchange:
         for symbol in sorted(self.books):
             engine_events = self.books[symbol].expire_day()
             expired.extend(event[1] for event in engine_events)
-            self._process_engine_events(engine_events, ts, day, settled)
+            self.process_engine_events(engine_events, ts, day, settled)
         self.last_expiry_ts = ts
         return self.outcome(seq, {"expired": expired}, settled.entries, settled.events)
 
     def _matched(self, seq: int, order: Order, engine_events: list, ts: int, day: date) -> Outcome:
         """The outcome of a command on one ``order``: its report is the result."""
         settled = _Settled()
-        self._process_engine_events(engine_events, ts, day, settled)
+        self.process_engine_events(engine_events, ts, day, settled)
+        if self.mmp_tripped:
+            quoting.pull_tripped(self, ts, day, settled)
         report = settled.reports.get(order.order_id)
         if report is None:
             report = self.order_report(order)
         return self.outcome(seq, report, settled.entries, settled.events)
 
     # ====================================================================== engine events
-    def _process_engine_events(
-        self, engine_events: list[tuple], ts: int, day: date, settled: _Settled
+    def new_settlement(self) -> _Settled:
+        """An empty collector of one command's ledger entries, events and reports."""
+        return _Settled()
+
+    def process_engine_events(
+        self,
+        engine_events: list[tuple],
+        ts: int,
+        day: date,
+        settled: _Settled,
+        cancel_reason: str | None = None,
     ) -> None:
-        """Turn engine events into order state, settlement and published reports."""
+        """Turn engine events into order state, settlement and published reports
+        (``cancel_reason`` names why cancelled orders were, if not the engine's reason)."""
         touched: dict[int, Order] = {}
         orders = self.orders
         accounts = self.accounts
@@ -300,7 +330,7 @@ class Exchange:
                 _, order_id, reason, _qty = event
                 order = orders[order_id]
                 status = "expired" if reason == matching.EXPIRED else "canceled"
-                order.close(status, matching.REASON_NAMES[reason], ts)
+                order.close(status, cancel_reason or matching.REASON_NAMES[reason], ts)
                 accounts.release(order_id)
                 touched[order_id] = order
             elif kind == matching.REPLACED:
@@ -348,6 +378,8 @@ class Exchange:
         accounts.apply_deltas(fill.deltas)
         maker.record_fill(trade_id, price, qty, ts)
         taker.record_fill(trade_id, price, qty, ts)
+        if self.mmp:
+            quoting.note_maker_fill(self, maker, qty, ts)
         if instrument.reference_price != price:  # the last trade is the band's new centre
             self.instruments[symbol] = instrument.with_reference_price(price)
         # No deltas given: the ledger derives a fill's from its payload with the same rule
@@ -416,6 +448,12 @@ class Exchange:
             check(order.cum_qty + order.leaves_qty == order.qty, f"order {order_id} quantities")
             check(self.accounts.reservation_of(order_id) >= 0, f"order {order_id} reservation")
         check(set(self.accounts.reservations) == set(open_orders), "reservation without order")
+        for (participant, symbol), order_ids in self.quotes.items():
+            for order_id in order_ids:
+                order = self.orders.get(order_id)
+                owner = None if order is None else (order.participant, order.symbol)
+                check(owner == (participant, symbol), f"quote order {order_id} is not its set's")
+        check(not self.mmp_tripped, "a triggered protection was not acted on")
 
     # ====================================================================== persistence
     def snapshot(self) -> dict[str, Any]:
@@ -459,6 +497,8 @@ class Exchange:
             "next_trade_number": self.next_trade_number,
             "last_trades": {symbol: list(trades) for symbol, trades in self.last_trades.items()},
             "last_expiry_ts": self.last_expiry_ts,
+            "quotes": [[pid, symbol, list(ids)] for (pid, symbol), ids in self.quotes.items()],
+            "mmp": [[pid, symbol, state.to_wire()] for (pid, symbol), state in self.mmp.items()],
         }
 
     @classmethod
@@ -491,6 +531,12 @@ class Exchange:
         exchange.next_trade_number = data["next_trade_number"]
         exchange.last_trades = data["last_trades"]
         exchange.last_expiry_ts = data["last_expiry_ts"]
+        # (absent from snapshots written before mass quotes existed)
+        exchange.quotes = {(pid, symbol): tuple(ids) for pid, symbol, ids in data.get("quotes", ())}
+        exchange.mmp = {
+            (pid, symbol): quoting.MmpState.from_wire(wire)
+            for pid, symbol, wire in data.get("mmp", ())
+        }
         return exchange
 
     def _restore_order(self, order: Order) -> None:
@@ -519,4 +565,5 @@ _HANDLERS = {
     ReplaceOrder: Exchange._replace,
     ExpireDay: Exchange._expire_day,
     **operations.HANDLERS,
+    **quoting.HANDLERS,
 }
