@@ -71,6 +71,16 @@ class CancelAll(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class CancelOrders(Command):
+    """Cancel the listed orders of ``participant`` in one command (cancel-on-disconnect: a
+    session's orders). Orders that have already ended are skipped; another's is refused."""
+
+    TYPE: ClassVar[str] = "cancel_orders"
+    participant: str
+    order_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MassQuote(Command):
     """Replace this participant's quote set in ``symbol`` with ``bids`` and ``asks``, atomically.
 
@@ -214,6 +224,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         CancelOrder,
         ReplaceOrder,
         CancelAll,
+        CancelOrders,
         MassQuote,
         SetMmp,
         ResetMmp,

@@ -34,6 +34,7 @@ from venue.core import operations, quoting
 from venue.core.commands import (
     CancelAll,
     CancelOrder,
+    CancelOrders,
     Command,
     ExpireDay,
     PlaceOrder,
@@ -261,6 +262,38 @@ class Exchange:
             seq, {"canceled": [order.order_id for order in targets]}, settled.entries,
             settled.events,
         )  # fmt: skip
+
+    MAX_CANCEL_ORDERS = 10_000  # order ids in one CancelOrders
+
+    def _cancel_orders(self, command: CancelOrders, ts: int) -> Outcome:
+        participant_of(self, command.participant)
+        order_ids = command.order_ids
+        if not isinstance(order_ids, (list, tuple)) or len(order_ids) > self.MAX_CANCEL_ORDERS:
+            raise VenueError(
+                ErrorCode.BAD_PARAMETER,
+                f"order_ids must be a list of at most {self.MAX_CANCEL_ORDERS} order ids",
+                field="order_ids",
+            )
+        targets, skipped = [], []
+        for order_id in dict.fromkeys(order_ids):  # each once, in the given order
+            order = self.orders.get(order_id) if type(order_id) is int else None
+            if order is not None and order.participant != command.participant:
+                raise VenueError(ErrorCode.NOT_ORDER_OWNER, f"order {order_id} is not yours",
+                                 order_id=order_id)  # fmt: skip
+            if order is None or not order.is_open:
+                skipped.append(order_id)
+            else:
+                targets.append(order)
+        result = {"canceled": [order.order_id for order in targets], "skipped": skipped}
+        if not targets:
+            return self.unchanged(result)
+        seq = self.next_seq()
+        settled = _Settled()
+        day = trade_date(ts)
+        for order in targets:
+            self.process_engine_events(self.books[order.symbol].cancel(order.order_id), ts, day,
+                                       settled)  # fmt: skip
+        return self.outcome(seq, result, settled.entries, settled.events)
 
     def _replace(self, command: ReplaceOrder, ts: int) -> Outcome:
         day = trade_date(ts)
@@ -562,6 +595,7 @@ _HANDLERS = {
     PlaceOrder: Exchange._place,
     CancelOrder: Exchange._cancel,
     CancelAll: Exchange._cancel_all,
+    CancelOrders: Exchange._cancel_orders,
     ReplaceOrder: Exchange._replace,
     ExpireDay: Exchange._expire_day,
     **operations.HANDLERS,

@@ -234,3 +234,27 @@ def test_a_mass_quote_is_one_journal_record_and_stands_after_a_restart(tmp_path:
             await reopened.close()
 
     asyncio.run(scenario())
+
+
+def test_cancel_orders_cancels_a_sessions_orders_in_one_command(driver: Driver) -> None:
+    """Cancel-on-disconnect: the orders a session placed, in one journaled command; those that
+    already ended are skipped, another participant's is refused with nothing changed."""
+    from venue.core.commands import CancelOrders
+
+    placed = driver.result(quote("q1", [(MID - 1, 10)], [(MID + 1, 10)]))["orders"]
+    ids = [report["order_id"] for report in placed]
+    plain = driver.result(PlaceOrder(MM, "p1", SENIOR, "buy", "limit", MID - 3, 10))["order_id"]
+    driver.result(PlaceOrder(TAKER, "t1", SENIOR, "buy", "limit", MID + 1, 10, "ioc"))  # fills ask
+    other = driver.result(PlaceOrder(TAKER, "t2", SENIOR, "buy", "limit", MID - 4, 10))["order_id"]
+    before = state_of(driver.exchange)
+    with pytest.raises(VenueError) as refused:
+        driver.apply(CancelOrders(MM, (ids[0], other)))
+    assert refused.value.code == "matching.not_order_owner"
+    assert state_of(driver.exchange) == before
+    seq = driver.exchange.seq
+    result = driver.result(CancelOrders(MM, (ids[0], ids[1], plain, 999_999)))
+    assert driver.exchange.seq == seq + 1
+    assert result == {"canceled": [ids[0], plain], "skipped": [ids[1], 999_999]}
+    assert all(o.participant != MM for o in driver.exchange.open_orders.values())
+    # nothing left to cancel: answered, not journaled
+    assert not driver.apply(CancelOrders(MM, (ids[0],))).journaled
