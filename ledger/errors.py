@@ -76,6 +76,9 @@ ERROR_CODES: dict[str, str] = {
     ),
     "ledger.key_file": "A signing-key file is missing, unreadable or too permissive.",
     "ledger.key_format": "A signing or public key is not in an accepted format.",
+    "ledger.public_key_mismatch": (
+        "The public key file beside the signing key holds another key than the signing key's."
+    ),
     # Refusals of a new block by Ledger.append / rotate_key (ledger.<rule> for block.<rule>):
     "ledger.bad_kind": (
         "The block kind is unknown, or one only the ledger writes itself (genesis, key_rotation)."
@@ -139,6 +142,9 @@ ERROR_CODES: dict[str, str] = {
     "audit.missing_blocks": "A stored checkpoint covers more blocks than exist.",
     "audit.duplicate_trade": "A trade id is settled by more than one fill.",
     "audit.untrusted_key": "The genesis key is not the public key the auditor pinned.",
+    "audit.public_key_mismatch": (
+        "The data directory's public key file does not hold the ledger's key in force."
+    ),
     "audit.empty": "The ledger holds no blocks.",
 }
 """Every code the ledger package raises -> its one-line meaning, grouped by prefix."""

@@ -16,9 +16,11 @@ API:
 - ``public_key_from_text(text) -> Ed25519PublicKey``: accepts 64 hex characters, standard base64
   of the 32 raw bytes, or a PEM ``PUBLIC KEY`` block.
 - ``save_public_key(key, path)`` / ``load_public_key(path)``: the hex text plus a newline, 0644.
+- ``ensure_public_key_file(signing_key, path)``: write the public key file if it is missing,
+  else check that it holds ``signing_key``'s public key (the venue does this at every start).
 
-Errors: ``KeyFileError`` (a ``ValueError``) with ``code`` ``"ledger.key_file"`` or
-``"ledger.key_format"``.
+Errors: ``KeyFileError`` (a ``ValueError``) with ``code`` ``"ledger.key_file"``,
+``"ledger.key_format"`` or ``"ledger.public_key_mismatch"``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ from ledger.recordlog import fsync_directory
 
 KEY_ID_BYTES = 8
 PRIVATE_KEY_MODE = 0o600
+# Where a venue data directory keeps its keys: DATA_DIR/keys/ledger_ed25519.{key,pub}.
+KEYS_DIRECTORY = "keys"
+SIGNING_KEY_FILE_NAME = "ledger_ed25519.key"
+PUBLIC_KEY_FILE_NAME = "ledger_ed25519.pub"
 
 
 class KeyFileError(ValueError):
@@ -195,3 +201,33 @@ def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
     except (OSError, UnicodeDecodeError) as error:
         raise KeyFileError("ledger.key_file", f"cannot read public key {path}: {error}") from error
     return public_key_from_text(text)
+
+
+def ensure_public_key_file(signing_key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> None:
+    """Write ``signing_key``'s public key to ``path`` if there is no such file; else check
+    that the file holds exactly that key.
+
+    The public key file is what participants check receipts and checkpoints against, so a file
+    that names another key (edited, or copied from another venue) must stop the venue rather
+    than be trusted or silently rewritten. ``KeyFileError``: ``ledger.public_key_mismatch``
+    naming both key ids, or ``ledger.key_file`` / ``ledger.key_format`` if it is unreadable.
+    """
+    target = Path(path)
+    if not target.exists():
+        save_public_key(signing_key, target)
+        return
+    try:
+        stored = load_public_key(target)
+    except KeyFileError as error:
+        raise KeyFileError(
+            error.code,
+            f"{target} does not hold a public key ({error}); delete it to have it written "
+            "again from the signing key",
+        ) from error
+    if public_key_bytes(stored) != public_key_bytes(signing_key):
+        raise KeyFileError(
+            "ledger.public_key_mismatch",
+            f"{target} holds key {key_id(stored)}, but the signing key is "
+            f"{key_id(signing_key)}: receipts would be checked against the wrong key; restore "
+            "the file, or delete it to have it written again from the signing key",
+        )

@@ -38,10 +38,13 @@ from typing import Any
 
 import matching
 from ledger.keys import (
+    PUBLIC_KEY_FILE_NAME,
+    SIGNING_KEY_FILE_NAME,
+    KeyFileError,
+    ensure_public_key_file,
     generate_private_key,
     load_private_key,
     save_private_key,
-    save_public_key,
 )
 from ledger.ledger import Ledger
 from ledger.recordlog import LOCK_FILE_NAME, RecordLog, fsync_directory
@@ -217,16 +220,18 @@ def _hold_log_locks(root: Path, timeout: float = 30.0) -> list[int]:
 
 def _load_or_create_signing_key(keys_dir: Path):
     """The ledger signing key (0600), created on first start with its public half beside it
-    (``ledger_ed25519.pub``, hex, 0644): the key participants check receipts against."""
-    path = keys_dir / "ledger_ed25519.key"
-    if path.exists():
-        key = load_private_key(path)
-    else:
-        key = generate_private_key()
-        save_private_key(key, path)
-    public_path = keys_dir / "ledger_ed25519.pub"
-    if not public_path.exists():
-        save_public_key(key.public_key(), public_path)
+    (``ledger_ed25519.pub``, hex, 0644): the key participants check receipts against, so at
+    every start it must still be the signing key's (``VenueStartupError`` otherwise)."""
+    path = keys_dir / SIGNING_KEY_FILE_NAME
+    try:
+        if path.exists():
+            key = load_private_key(path)
+        else:
+            key = generate_private_key()
+            save_private_key(key, path)
+        ensure_public_key_file(key, keys_dir / PUBLIC_KEY_FILE_NAME)
+    except KeyFileError as error:
+        raise VenueStartupError(str(error)) from error
     return key
 
 
@@ -332,15 +337,20 @@ class Venue:
         data_dir = _ensure_private_dir(data_dir)
         key = _load_or_create_signing_key(_ensure_private_dir(data_dir / "keys"))
         with _collector_paused():
-            ledger = await asyncio.to_thread(
-                Ledger.open,
-                data_dir / "ledger",
-                key,
-                origin=LEDGER_ORIGIN,
-                checkpoint_every_blocks=config.checkpoint_every_blocks,
-                checkpoint_every_ms=config.checkpoint_every_ms,
-            )
+            # The journal first: a journal that is refused leaves the ledger untouched.
             journal = await asyncio.to_thread(RecordLog.open, data_dir / "journal")
+            try:
+                ledger = await asyncio.to_thread(
+                    Ledger.open,
+                    data_dir / "ledger",
+                    key,
+                    origin=LEDGER_ORIGIN,
+                    checkpoint_every_blocks=config.checkpoint_every_blocks,
+                    checkpoint_every_ms=config.checkpoint_every_ms,
+                )
+            except BaseException:
+                journal.close()
+                raise
             try:
                 exchange, recovery = await asyncio.to_thread(recover, data_dir, journal, ledger)
             except BaseException:

@@ -106,6 +106,10 @@ def _load_key_argument(text: str) -> Ed25519PublicKey:
 
 def _command_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     pinned = _load_key_argument(args.pubkey) if args.pubkey else None
+    if args.pubkey and Path(args.pubkey).is_file():
+        source = f"pinned by --pubkey {args.pubkey}"
+    else:
+        source = "pinned by --pubkey (key text)"
     progress = _Progress(err)
     result = verify_ledger(
         args.data_dir,
@@ -113,6 +117,7 @@ def _command_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         executor=args.executor,
         pinned_key=pinned,
         progress=progress,
+        pinned_key_source=source,
     )
     progress.done()
     for warning in result.warnings:
@@ -124,6 +129,7 @@ def _command_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             f"verified {result.blocks} blocks and {result.checkpoints} checkpoints "
             f"(root {result.root_hash}, genesis key {result.genesis_key_id}, "
             f"current key {result.current_key_id}) in {result.seconds:.2f} s\n"
+            f"{result.trust_line()}\n"
         )
     if not result.ok:
         where = "" if result.first_bad_height is None else f"height {result.first_bad_height}: "

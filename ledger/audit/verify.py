@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -59,7 +60,14 @@ from ledger.block import (
 from ledger.checkpoint import CheckpointError, parse_checkpoint, verify_checkpoint
 from ledger.errors import LedgerError
 from ledger.hasher import EMPTY_ROOT, leaf_hash, node_hash
-from ledger.keys import key_id
+from ledger.keys import (
+    KEYS_DIRECTORY,
+    PUBLIC_KEY_FILE_NAME,
+    KeyFileError,
+    key_id,
+    load_public_key,
+    public_key_bytes,
+)
 from ledger.ledger import BLOCKS_DIRECTORY
 from ledger.recordlog import LogScanner
 
@@ -71,7 +79,13 @@ YIELD_EVERY = 32  # thread mode: the main thread releases the GIL this often (in
 
 @dataclass(slots=True)
 class VerifyResult:
-    """Outcome of ``verify_ledger``. ``ok`` is False exactly when ``problem`` is set."""
+    """Outcome of ``verify_ledger``. ``ok`` is False exactly when ``problem`` is set.
+
+    Trust: ``trusted_key_id`` is the genesis key the chain of keys was followed from, and
+    ``trusted_key_source`` says where that trust came from (a pinned key, or only the ledger's
+    own genesis block). ``public_key_file`` is the data directory's public key file that was
+    compared with the key in force at the end (None if there is none).
+    """
 
     ok: bool
     blocks: int
@@ -87,7 +101,19 @@ class VerifyResult:
     workers: int = 1
     executor: str = "inline"
     warnings: list[str] = field(default_factory=list)
+    trusted_key_id: str | None = None
+    trusted_key_source: str = ""
+    public_key_file: str | None = None
     balances: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+
+    def trust_line(self) -> str:
+        """One sentence: which key was trusted, from where, and what the key file said."""
+        line = f"trusted key {self.trusted_key_id}: {self.trusted_key_source}"
+        if self.public_key_file is None:
+            return line + "; no public key file to compare"
+        if self.ok:
+            return line + f"; {self.public_key_file} holds the key in force {self.current_key_id}"
+        return line
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready summary (balances left out)."""
@@ -372,13 +398,18 @@ def verify_ledger(
     pinned_key: Ed25519PublicKey | bytes | None = None,
     progress: Callable[[int], None] | None = None,
     chunk_records: int = CHUNK_RECORDS,
+    pinned_key_source: str = "pinned by the caller",
 ) -> VerifyResult:
     """Verify the whole ledger of ``data_dir`` and report the first problem, never raising one.
 
     ``workers`` defaults to ``os.cpu_count()``; 1 means inline; ``executor`` is ``"process"``
     or ``"thread"``. ``pinned_key`` (the venue's
     public key from an independent source) must equal the genesis key; without it the genesis
-    key is trusted and reported. ``progress`` is called with the number of blocks checked.
+    key is trusted and reported. ``pinned_key_source`` says where the pinned key came from,
+    for the result's ``trusted_key_source``. When the data directory holds a public key file
+    (``keys/ledger_ed25519.pub``, beside ``ledger/``) it must hold the key in force at the end
+    (``audit.public_key_mismatch``): it is what participants check receipts against.
+    ``progress`` is called with the number of blocks checked.
     ``chunk_records`` is the most records a worker checks as one task. Raises only
     ``AuditUsageError`` (no ledger there).
     """
@@ -414,6 +445,7 @@ def verify_ledger(
             # reports as a failure; so this alone is a warning.
             result.warnings.append(f"ignored an incomplete record at the end: {problem.describe()}")
         verifier.finish()
+        result.public_key_file = _check_public_key_file(directory, verifier.current_key)
         result.ok = True
     except _Stop as stop:
         result.first_bad_height = stop.height
@@ -426,8 +458,37 @@ def verify_ledger(
         result.genesis_key_id = key_id(verifier.genesis_key) if verifier.genesis_key else None
         result.current_key_id = key_id(verifier.current_key) if verifier.current_key else None
         result.balances = verifier.balances
+    result.trusted_key_id = result.genesis_key_id
+    result.trusted_key_source = (
+        pinned_key_source
+        if pinned_raw is not None
+        else "the ledger's own genesis block, not pinned (give --pubkey to pin the venue's key "
+        "from an independent source)"
+    )
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _check_public_key_file(directory: Path, key_in_force: bytes | None) -> str | None:
+    """The data directory's public key file (``DATA_DIR/keys/ledger_ed25519.pub`` beside the
+    ledger directory), if there is one, after checking it holds ``key_in_force``; ``_Stop``
+    with ``audit.public_key_mismatch`` if it does not or cannot be read."""
+    path = directory.parent / KEYS_DIRECTORY / PUBLIC_KEY_FILE_NAME
+    if not path.exists():
+        return None
+    try:
+        stored = public_key_bytes(load_public_key(path))
+    except KeyFileError as error:
+        raise _Stop(None, "audit.public_key_mismatch", f"{path}: {error}") from None
+    if stored != key_in_force:
+        in_force = key_id(key_in_force) if key_in_force is not None else "none"
+        raise _Stop(
+            None,
+            "audit.public_key_mismatch",
+            f"{path} holds key {key_id(stored)}, but the key in force is {in_force}: "
+            "participants checking receipts against it would be misled",
+        )
+    return str(path)
 
 
 def run_pipeline(

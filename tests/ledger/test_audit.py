@@ -417,3 +417,38 @@ def test_chunk_subtrees_accumulate_to_the_reference_root(pieces: list[int]) -> N
     if accumulator.size % 2:
         with pytest.raises(ValueError):
             accumulator.append_subtree(1, leaves[0])
+
+
+def test_verify_says_which_key_it_trusted_and_checks_the_public_key_file(
+    built: BuiltLedger, tmp_path: Path
+) -> None:
+    """Issue 14, item 3: the trust anchor is named, and keys/ledger_ed25519.pub must hold the
+    key in force (after the built ledger's rotation: the second key)."""
+    from ledger.keys import key_id, save_public_key
+
+    data = str(built.data_dir)
+    code, out, _ = run("verify", "--data-dir", data, "--workers", "1")
+    genesis = key_id(built.first_key)
+    assert code == 0 and f"trusted key {genesis}: the ledger's own genesis block, not pinned" in out
+    assert "no public key file to compare" in out
+    code, out, _ = run(
+        "verify",
+        "--data-dir",
+        data,
+        "--workers",
+        "1",
+        "--pubkey",
+        public_key_to_text(built.first_key),
+    )
+    assert code == 0 and f"trusted key {genesis}: pinned by --pubkey (key text)" in out
+    copy = tmp_path / "data"
+    shutil.copytree(built.data_dir, copy)
+    public = copy / "keys" / "ledger_ed25519.pub"
+    save_public_key(built.second_key, public)
+    code, out, _ = run("verify", "--data-dir", str(copy), "--workers", "1", "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["public_key_file"] == str(public)
+    assert summary["trusted_key_id"] == genesis and "not pinned" in summary["trusted_key_source"]
+    save_public_key(built.first_key, public)  # the genesis key: retired by the rotation
+    code, out, err = run("verify", "--data-dir", str(copy), "--workers", "1")
+    assert code == 1 and out == "" and "audit.public_key_mismatch" in err and str(public) in err

@@ -116,3 +116,23 @@ def test_bad_public_key_text_is_a_key_format_error(text: str) -> None:
     with pytest.raises(KeyFileError) as caught:
         public_key_from_text(text)
     assert caught.value.code == "ledger.key_format"
+
+
+def test_the_public_key_file_is_written_once_and_then_must_match(tmp_path: Path) -> None:
+    from ledger.keys import ensure_public_key_file
+
+    key, other = generate_private_key(), generate_private_key()
+    path = tmp_path / "keys" / "ledger_ed25519.pub"
+    ensure_public_key_file(key, path)
+    assert path.read_text() == public_key_to_text(key) + "\n"
+    ensure_public_key_file(key, path)  # matches: nothing to do
+    path.write_text(public_key_to_text(other) + "\n")
+    with pytest.raises(KeyFileError) as caught:
+        ensure_public_key_file(key, path)
+    assert caught.value.code == "ledger.public_key_mismatch"
+    assert key_id(other) in str(caught.value) and key_id(key) in str(caught.value)
+    assert path.read_text() == public_key_to_text(other) + "\n"  # never silently rewritten
+    path.write_text("zz\n")
+    with pytest.raises(KeyFileError) as unreadable:
+        ensure_public_key_file(key, path)
+    assert unreadable.value.code == "ledger.key_format"
