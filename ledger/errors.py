@@ -146,6 +146,8 @@ ERROR_CODES: dict[str, str] = {
         "The data directory's public key file does not hold the ledger's key in force."
     ),
     "audit.empty": "The ledger holds no blocks.",
+    "audit.usage": "venue-audit was given a command line or data directory it cannot use.",
+    "audit.failed": "What venue-audit was asked for is not there or does not check out.",
 }
 """Every code the ledger package raises -> its one-line meaning, grouped by prefix."""
 

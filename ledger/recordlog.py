@@ -175,8 +175,7 @@ class RecordLogCorruptError(RecordLogError):
     code = "recordlog.corrupt"
 
     def __init__(self, problem: ScanProblem) -> None:
-        remedy = problem.remedy()
-        super().__init__(problem.describe() + (f". {remedy}" if remedy else ""))
+        super().__init__(problem.explain())
         self.problem = problem
         self.path = problem.path
         self.offset = problem.offset
@@ -240,6 +239,11 @@ class ScanProblem:
             f"{self.kind}{torn}: {self.detail} in {self.path} at offset {self.offset}, "
             f"record {self.record_number}"
         )
+
+    def explain(self) -> str:
+        """``describe()``, followed by the ``remedy()`` when there is one."""
+        remedy = self.remedy()
+        return self.describe() + (f". {remedy}" if remedy else "")
 
     def remedy(self) -> str | None:
         """The operator's way out of damage at the tail (None for any other problem)."""

@@ -3,12 +3,16 @@
 Data goes to stdout, diagnostics to stderr; ``--json`` everywhere for machine-readable output;
 ``--data-dir`` (default ``./data``) and ``--json`` may come before or after the command. Exit
 status: 0 verified / done, 1 verification failed (or the thing asked for is not there), 2 usage
-error (argparse errors, a missing data directory). A progress line is shown on stderr only
-when stderr is a terminal.
+error (argparse errors, a missing data directory, options that contradict each other). With
+``--json`` every outcome, a usage error included, is one JSON object on stdout (``{"ok":
+false, "code": ..., "problem": ...}`` for a failure) besides the human message on stderr.
+``verify``, ``balances``, ``report`` and ``export`` show a progress line on stderr when stderr
+is a terminal and the run has taken more than ``_Progress.SHOW_AFTER_SECONDS``.
 
 Commands (docs/LEDGER.md section 10): ``verify``, ``show``, ``balances``, ``receipt``,
-``verify-receipt``, ``consistency``, ``export``, ``report``. Each is one ``_command_*``
-function; :func:`build_parser` wires them to argparse and :func:`main` runs one.
+``verify-receipt``, ``consistency``, ``export``, ``report``, and the operator's
+``accept-loss``. Each is one ``_command_*`` function; :func:`build_parser` wires them to
+argparse (each with a description and examples for ``--help``) and :func:`main` runs one.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -41,11 +45,12 @@ from ledger.audit.reports import (
     trusted_keys,
     volume_report,
 )
-from ledger.audit.verify import verify_ledger
+from ledger.audit.verify import PARALLEL_FROM_BYTES, verify_ledger
 from ledger.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
 from ledger.keys import KeyFileError, load_public_key, public_key_from_text
 from ledger.proof import MerkleTree, ProofError, verify_consistency
 from ledger.receipt import ReceiptError, receipt_to_json, verify_receipt
+from ledger.recordlog import RecordLogError, accept_tail_loss
 
 __all__ = ["build_parser", "main"]
 
@@ -69,26 +74,45 @@ def _emit_json(out: TextIO, value: Any) -> None:
     out.write(json.dumps(value, sort_keys=True) + "\n")
 
 
-class _Progress:
-    """A one-line progress display on stderr, only when stderr is a terminal."""
+# What progress lines measure time with (a test replaces it).
+_clock: Callable[[], float] = time.perf_counter
 
-    def __init__(self, stream: TextIO) -> None:
+
+class _Progress:
+    """A one-line progress display on stderr, only when stderr is a terminal and only once
+    the run has lasted ``SHOW_AFTER_SECONDS`` (a small ledger finishes without one).
+
+    Called with the number of blocks done so far; redraws at most every 0.2 s. ``clock`` is
+    for tests.
+    """
+
+    SHOW_AFTER_SECONDS = 0.5
+
+    def __init__(
+        self, stream: TextIO, label: str = "verifying", clock: Callable[[], float] | None = None
+    ) -> None:
         self.stream = stream
+        self.label = label
+        self.clock = clock or _clock
         self.enabled = stream.isatty()
-        self.started = time.perf_counter()
-        self.last = 0.0
+        self.started = self.clock()
+        self.last = self.started
+        self.shown = False
 
     def __call__(self, count: int) -> None:
-        now = time.perf_counter()
-        if not self.enabled or now - self.last < 0.2:
+        if not self.enabled:
+            return
+        now = self.clock()
+        if now - self.started < self.SHOW_AFTER_SECONDS or now - self.last < 0.2:
             return
         self.last = now
+        self.shown = True
         rate = count / max(now - self.started, 1e-9)
-        self.stream.write(f"\rverifying: {count:,} blocks ({rate:,.0f}/s)")
+        self.stream.write(f"\r{self.label}: {count:,} blocks ({rate:,.0f}/s)")
         self.stream.flush()
 
     def done(self) -> None:
-        if self.enabled:
+        if self.shown:
             self.stream.write("\r\033[K")
             self.stream.flush()
 
@@ -169,7 +193,9 @@ def _command_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _command_balances(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    balances = compute_balances(args.data_dir, args.at)
+    progress = _Progress(err, "reading")
+    balances = compute_balances(args.data_dir, args.at, progress)
+    progress.done()
     rows = sorted(
         (account, asset, amount)
         for (account, asset), amount in balances.items()
@@ -283,13 +309,20 @@ def _verify_with_any(note: str, keys: Sequence[Ed25519PublicKey], what: str) -> 
 
 
 def _command_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.json and args.format != "jsonl":
+        raise AuditUsageError(
+            f"--json writes JSON lines, which --format {args.format} contradicts: use "
+            "--format jsonl, or leave out --json"
+        )
+    progress = _Progress(err, "exporting")
     if args.format == "jsonl":
-        for signed in read_blocks(args.data_dir):
+        for signed in read_blocks(args.data_dir, progress):
             _emit_json(out, block_to_json(signed))
+        progress.done()
         return 0
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["height", "timestamp_ns", "kind", "key_id", "block_hash", "payload", "deltas"])
-    for signed in read_blocks(args.data_dir):
+    for signed in read_blocks(args.data_dir, progress):
         block = signed.block
         writer.writerow(
             [
@@ -302,11 +335,41 @@ def _command_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 json.dumps([list(delta) for delta in block.deltas], separators=(",", ":")),
             ]
         )
+    progress.done()
+    return 0
+
+
+def _command_accept_loss(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        report = accept_tail_loss(args.log_dir, args.record)
+    except RecordLogError as error:
+        raise AuditFailure(str(error)) from error
+    kept = Path(args.log_dir) / f"accepted-loss-{args.record:020d}.bin"
+    if args.json:
+        _emit_json(
+            out,
+            {
+                "ok": True,
+                "log": str(args.log_dir),
+                "records": report.record_count,
+                "truncated_bytes": report.truncated_bytes,
+                "segment": report.truncated_path,
+                "kept_in": str(kept),
+            },
+        )
+    else:
+        out.write(
+            f"accepted the loss of record {args.record} and anything after it in {args.log_dir}: "
+            f"{report.truncated_bytes} bytes cut from {report.truncated_path}, kept in {kept}; "
+            f"the log now holds {report.record_count} records\n"
+        )
     return 0
 
 
 def _command_report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    report = volume_report(args.data_dir)
+    progress = _Progress(err, "reading")
+    report = volume_report(args.data_dir, progress)
+    progress.done()
     if args.json:
         _emit_json(out, report)
         return 0
@@ -335,9 +398,114 @@ def _non_negative(text: str) -> int:
     return value
 
 
+class _ArgumentError(Exception):
+    """A command line argparse refused; ``usage`` is the usage line of the (sub)command."""
+
+    def __init__(self, message: str, usage: str) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that raises instead of printing and exiting, so that ``main`` can
+    answer a usage error in JSON too (``--help`` still prints and exits 0)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(message, self.format_usage())
+
+
+# name -> (one-line help, description, examples) of every command, in --help order.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "verify": (
+        "check checksums, links, signatures, balances, checkpoints",
+        "Check every block record (checksum, strict decoding, height, hash link, schema and "
+        "delta rules, the key in force and its Ed25519 signature, no negative balance, no trade "
+        "settled twice), then every stored checkpoint (signature, origin, root), and that "
+        "keys/ledger_ed25519.pub holds the key in force. Reports the first bad height, and "
+        "which key it trusted and where that trust came from.",
+        "venue-audit --data-dir data verify\n"
+        "venue-audit --data-dir data verify --pubkey keys-from-the-venue.pub --json\n"
+        "venue-audit --data-dir data verify --workers 1",
+    ),
+    "show": (
+        "print blocks",
+        "Print one block, or a range of blocks, decoded (no signature checks: use verify).",
+        "venue-audit --data-dir data show 25\n"
+        "venue-audit --data-dir data show --from 10 --to 20 --json",
+    ),
+    "balances": (
+        "recompute balances",
+        "Recompute every balance from the deltas of blocks 0..HEIGHT (default: all blocks).",
+        "venue-audit --data-dir data balances\n"
+        "venue-audit --data-dir data balances --at 1200 --account P-MM1 --json",
+    ),
+    "receipt": (
+        "receipt for a fill",
+        "Write the receipt of one fill (its block, an inclusion proof and the newest stored "
+        "checkpoint covering it) to stdout: a participant checks it with verify-receipt.",
+        "venue-audit --data-dir data receipt T000000000007 > receipt.json",
+    ),
+    "verify-receipt": (
+        "check a receipt offline",
+        "Check a receipt offline, with nothing but the venue's public key(s): the block, its "
+        "signature, the checkpoint's signature and the inclusion proof. No data directory is "
+        "read.",
+        "venue-audit verify-receipt receipt.json --pubkey data/keys/ledger_ed25519.pub\n"
+        "venue-audit verify-receipt receipt.json --pubkey OLD_KEY_HEX --pubkey NEW_KEY_HEX",
+    ),
+    "consistency": (
+        "prove an old checkpoint is a prefix of the log",
+        "Check an old checkpoint's signature and prove (RFC 6962 consistency proof) that the "
+        "log it signs is a prefix of the newest stored checkpoint's: the ledger only grew.",
+        "venue-audit --data-dir data consistency old-checkpoint.txt --json",
+    ),
+    "export": (
+        "dump every block",
+        "Write every block as CSV (columns height, timestamp_ns, kind, key_id, block_hash, "
+        "payload, deltas) or as JSON lines. --json goes with --format jsonl only.",
+        "venue-audit --data-dir data export --format csv > blocks.csv\n"
+        "venue-audit --data-dir data export --format jsonl > blocks.jsonl",
+    ),
+    "report": (
+        "volume by instrument/segment",
+        "Fill count, quantity and settlement amount by instrument and by segment pair "
+        "(interbank-interbank, interbank-exchange, exchange-exchange).",
+        "venue-audit --data-dir data report\nvenue-audit --data-dir data report --json",
+    ),
+    "accept-loss": (
+        "operator: give up a damaged last record",
+        "The operator's explicit decision to give up a record the venue refuses to open on: "
+        "the last record of a record log (journal/, ledger/blocks/ or ledger/checkpoints/) "
+        "whose whole length is present but whose checksum fails. It may have been "
+        "acknowledged, which is why nothing truncates it without this. Checks that the damage "
+        "is exactly that record at the end of the log, cuts it (and any bytes after it) and "
+        "keeps them in LOG_DIR/accepted-loss-<record>.bin. The log must not be in use. After "
+        "a journal record is given up, the venue opens one command short; after a ledger "
+        "block, the journal replay writes it again; after a checkpoint, the venue issues a new "
+        "one at its next checkpoint.",
+        "venue-audit accept-loss data/journal --record 4755\n"
+        "venue-audit accept-loss data/ledger/checkpoints --record 6 --json",
+    ),
+}
+
+
+def _add_command(
+    commands: argparse._SubParsersAction, name: str, common: argparse.ArgumentParser
+) -> argparse.ArgumentParser:
+    summary, description, examples = _COMMANDS[name]
+    return commands.add_parser(
+        name,
+        parents=[common],
+        help=summary,
+        description=description,
+        epilog="examples:\n  " + examples.replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser (``--data-dir`` and ``--json`` accepted before or after a command)."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--data-dir",
         default=argparse.SUPPRESS,
@@ -346,19 +514,23 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="venue-audit",
         description="Verify and read the ABS Venue ledger. Exit 0 ok, 1 failed, 2 usage error.",
+        epilog="Run venue-audit COMMAND --help for a command's description and examples.",
         parents=[common],
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    verify = commands.add_parser(
-        "verify", parents=[common], help="check checksums, links, signatures, checkpoints"
-    )
+    verify = _add_command(commands, "verify", common)
     verify.add_argument("--pubkey", help="pin the venue public key (file or hex/base64 text)")
     verify.add_argument(
-        "--workers", type=_non_negative, default=None, help="workers (default: all cores)"
+        "--workers",
+        type=_non_negative,
+        default=None,
+        help="worker processes (default: 1 for a block log under "
+        f"{PARALLEL_FROM_BYTES // 1_000_000} MB, where starting a pool costs more than it "
+        "gains, else all cores)",
     )
     verify.add_argument(
         "--executor",
@@ -368,22 +540,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(handler=_command_verify)
 
-    show = commands.add_parser("show", parents=[common], help="print blocks")
+    show = _add_command(commands, "show", common)
     show.add_argument("height", nargs="?", type=_non_negative, help="one block height")
     show.add_argument("--from", dest="from_height", type=_non_negative, help="first height")
     show.add_argument("--to", dest="to_height", type=_non_negative, help="last height")
     show.set_defaults(handler=_command_show)
 
-    balances = commands.add_parser("balances", parents=[common], help="recompute balances")
+    balances = _add_command(commands, "balances", common)
     balances.add_argument("--at", type=_non_negative, help="after this height (default: all)")
     balances.add_argument("--account", help="only this account")
     balances.set_defaults(handler=_command_balances)
 
-    receipt = commands.add_parser("receipt", parents=[common], help="receipt for a fill")
+    receipt = _add_command(commands, "receipt", common)
     receipt.add_argument("trade_id", metavar="TRADE_ID")
     receipt.set_defaults(handler=_command_receipt)
 
-    check = commands.add_parser("verify-receipt", parents=[common], help="check a receipt")
+    check = _add_command(commands, "verify-receipt", common)
     check.add_argument("file", metavar="FILE")
     check.add_argument(
         "--pubkey",
@@ -393,19 +565,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_command_verify_receipt)
 
-    consistency = commands.add_parser(
-        "consistency", parents=[common], help="prove an old checkpoint is a prefix of the log"
-    )
+    consistency = _add_command(commands, "consistency", common)
     consistency.add_argument("old_checkpoint", metavar="OLD_CHECKPOINT")
     consistency.set_defaults(handler=_command_consistency)
 
-    export = commands.add_parser("export", parents=[common], help="dump every block")
+    export = _add_command(commands, "export", common)
     export.add_argument("--format", choices=["csv", "jsonl"], required=True)
     export.set_defaults(handler=_command_export)
 
-    report = commands.add_parser("report", parents=[common], help="volume by instrument/segment")
+    report = _add_command(commands, "report", common)
     report.set_defaults(handler=_command_report)
+
+    accept = _add_command(commands, "accept-loss", common)
+    accept.add_argument("log_dir", metavar="LOG_DIR", help="the record log directory")
+    accept.add_argument(
+        "--record",
+        type=_non_negative,
+        required=True,
+        help="the damaged record's number, as the refusal named it",
+    )
+    accept.set_defaults(handler=_command_accept_loss)
     return parser
+
+
+# Commands that read no ledger: a receipt is checked offline; accept-loss names its log.
+_NO_LEDGER_NEEDED = ("verify-receipt", "accept-loss")
 
 
 def main(
@@ -414,15 +598,22 @@ def main(
     """Console entry point; returns the exit status (0 ok, 1 failed, 2 usage)."""
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
+    arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
+        args = parser.parse_args(arguments)
+    except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
+    except _ArgumentError as error:
+        # The command line did not parse, so --json is looked for in it as given.
+        if "--json" in arguments:
+            _emit_json(out, {"ok": False, "code": "audit.usage", "problem": str(error)})
+        err.write(f"{error.usage}venue-audit: error: {error}\n")
+        return 2
     args.data_dir = getattr(args, "data_dir", "./data")
     args.json = getattr(args, "json", False)
     try:
-        if args.handler is not _command_verify_receipt:  # a receipt is checked offline
+        if args.command not in _NO_LEDGER_NEEDED:
             ledger_directory(args.data_dir)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", IncompleteTailWarning)
@@ -431,11 +622,13 @@ def main(
             err.write(f"venue-audit: warning: {warning.message}\n")
         return code
     except AuditUsageError as error:
+        if args.json:
+            _emit_json(out, {"ok": False, "code": "audit.usage", "problem": str(error)})
         err.write(f"venue-audit: {error}\n")
         return 2
     except AuditFailure as error:
         if args.json:
-            _emit_json(out, {"ok": False, "problem": str(error)})
+            _emit_json(out, {"ok": False, "code": "audit.failed", "problem": str(error)})
         err.write(f"venue-audit: {error}\n")
         return 1
     except BrokenPipeError:

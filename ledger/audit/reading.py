@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ledger.block import BlockError, SignedBlock, decode_signed_block
@@ -29,6 +29,10 @@ __all__ = [
     "read_blocks",
     "read_checkpoint_notes",
 ]
+
+
+# read_blocks reports progress this often (in blocks): rarely enough to cost nothing.
+PROGRESS_EVERY = 1024
 
 
 class AuditUsageError(Exception):
@@ -73,19 +77,24 @@ def read_checkpoint_notes(directory: Path) -> tuple[list[str], str | None]:
         notes.append(record.payload.decode("utf-8", errors="replace"))
     problem = _problem_after_scan(scanner, "checkpoint")
     if problem is not None:
-        return notes, f"checkpoint store: {problem.describe()}"
+        return notes, f"checkpoint store: {problem.explain()}"
     return notes, None
 
 
-def read_blocks(data_dir: str | os.PathLike[str]) -> Iterator[SignedBlock]:
+def read_blocks(
+    data_dir: str | os.PathLike[str], progress: Callable[[int], None] | None = None
+) -> Iterator[SignedBlock]:
     """Every block in height order, strictly decoded; ``AuditFailure`` at the first problem.
 
     An incomplete last record (torn tail) ends the iteration with an ``IncompleteTailWarning``
     instead: the ledger itself truncates it on open. No signature checks: use
-    ``verify_ledger`` for those.
+    ``verify_ledger`` for those. ``progress`` is called with the number of blocks read so far,
+    every ``PROGRESS_EVERY`` blocks.
     """
     scanner = LogScanner(ledger_directory(data_dir) / BLOCKS_DIRECTORY)
     for record in scanner:
+        if progress is not None and (record.record_number + 1) % PROGRESS_EVERY == 0:
+            progress(record.record_number + 1)
         try:
             signed = decode_signed_block(record.payload)
         except BlockError as error:
@@ -97,7 +106,7 @@ def read_blocks(data_dir: str | os.PathLike[str]) -> Iterator[SignedBlock]:
         yield signed
     problem = _problem_after_scan(scanner, "record")
     if problem is not None:
-        raise AuditFailure(f"height {problem.record_number}: {problem.describe()}")
+        raise AuditFailure(f"height {problem.record_number}: {problem.explain()}")
 
 
 def _problem_after_scan(scanner: LogScanner, what: str) -> ScanProblem | None:

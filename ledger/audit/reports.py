@@ -4,12 +4,13 @@ Each reads the blocks strictly through ``audit.reading.read_blocks`` (an ``Audit
 first undecodable block) but checks no signatures: ``verify`` (``audit.verify``) is the command
 that establishes a ledger is sound; these answer questions about it.
 
-- ``compute_balances(data_dir, at=None)``: balances recomputed from the deltas of ``0..at``;
+- ``compute_balances(data_dir, at=None, progress=None)``: balances recomputed from the deltas
+  of ``0..at``;
 - ``block_to_json(signed)``: a JSON-ready view of a block;
 - ``make_receipt(data_dir, trade_id)``: a receipt (docs/LEDGER.md section 8) against the newest
   stored checkpoint covering the fill;
-- ``volume_report(data_dir)``, ``segment_pair(buyer, seller)``: fills by instrument and by
-  segment pair;
+- ``volume_report(data_dir, progress=None)``, ``segment_pair(buyer, seller)``: fills by
+  instrument and by segment pair;
 - ``trusted_keys(data_dir)``: every key the chain introduced (``block.introduced_key``).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -38,12 +40,15 @@ __all__ = [
 
 
 def compute_balances(
-    data_dir: str | os.PathLike[str], at: int | None = None
+    data_dir: str | os.PathLike[str],
+    at: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[tuple[str, str], int]:
-    """Balances after applying blocks ``0..at`` inclusive (all blocks when ``at`` is None)."""
+    """Balances after applying blocks ``0..at`` inclusive (all blocks when ``at`` is None);
+    ``progress`` as for ``read_blocks``."""
     balances: dict[tuple[str, str], int] = defaultdict(int)
     last_height = -1
-    for signed in read_blocks(data_dir):
+    for signed in read_blocks(data_dir, progress):
         if at is not None and signed.height > at:
             break
         last_height = signed.height
@@ -118,15 +123,18 @@ def segment_pair(buyer_segment: str, seller_segment: str) -> str:
     return "interbank-exchange"
 
 
-def volume_report(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Fill count, quantity and settlement amount by instrument and by segment pair."""
+def volume_report(
+    data_dir: str | os.PathLike[str], progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Fill count, quantity and settlement amount by instrument and by segment pair;
+    ``progress`` as for ``read_blocks``."""
     by_instrument: dict[str, dict[str, int]] = {}
     by_pair: dict[str, dict[str, int]] = {
         pair: {"count": 0, "qty": 0, "settlement_amount": 0}
         for pair in ("interbank-interbank", "interbank-exchange", "exchange-exchange")
     }
     totals = {"count": 0, "qty": 0, "settlement_amount": 0}
-    for signed in read_blocks(data_dir):
+    for signed in read_blocks(data_dir, progress):
         if signed.block.kind != "fill":
             continue
         fill = signed.block.payload

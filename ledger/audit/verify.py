@@ -71,9 +71,20 @@ from ledger.keys import (
 from ledger.ledger import BLOCKS_DIRECTORY
 from ledger.recordlog import LogScanner
 
-__all__ = ["CHUNK_RECORDS", "MerkleAccumulator", "Verifier", "VerifyResult", "verify_ledger"]
+__all__ = [
+    "CHUNK_RECORDS",
+    "PARALLEL_FROM_BYTES",
+    "MerkleAccumulator",
+    "Verifier",
+    "VerifyResult",
+    "default_workers",
+    "verify_ledger",
+]
 
 CHUNK_RECORDS = 1024  # records per task sent to a worker: big enough to amortise pickling
+# Below this many bytes of block log, verify runs inline by default: starting worker processes
+# costs more than a second core gains (load_tests/bench_verify_workers.py; docs/LEDGER.md 10).
+PARALLEL_FROM_BYTES = 2_000_000
 YIELD_EVERY = 32  # thread mode: the main thread releases the GIL this often (in records)
 
 
@@ -402,9 +413,9 @@ def verify_ledger(
 ) -> VerifyResult:
     """Verify the whole ledger of ``data_dir`` and report the first problem, never raising one.
 
-    ``workers`` defaults to ``os.cpu_count()``; 1 means inline; ``executor`` is ``"process"``
-    or ``"thread"``. ``pinned_key`` (the venue's
-    public key from an independent source) must equal the genesis key; without it the genesis
+    ``workers`` defaults to ``default_workers`` (by the block log's size); 1 means inline;
+    ``executor`` is ``"process"`` or ``"thread"``. ``pinned_key`` (the venue's public key from
+    an independent source) must equal the genesis key; without it the genesis
     key is trusted and reported. ``pinned_key_source`` says where the pinned key came from,
     for the result's ``trusted_key_source``. When the data directory holds a public key file
     (``keys/ledger_ed25519.pub``, beside ``ledger/``) it must hold the key in force at the end
@@ -419,7 +430,7 @@ def verify_ledger(
         raise ValueError(f"chunk_records must be at least 1, not {chunk_records}")
     directory = ledger_directory(data_dir)
     started = time.perf_counter()
-    workers = workers or os.cpu_count() or 1
+    workers = workers or default_workers(directory)
     pinned_raw = None
     if pinned_key is not None:
         pinned_raw = pinned_key if isinstance(pinned_key, bytes) else pinned_key.public_bytes_raw()
@@ -438,7 +449,7 @@ def verify_ledger(
         run_pipeline(scanner, verifier, workers, mode, progress, chunk_records)
         problem = scanner.problem
         if problem is not None and not problem.is_torn_tail:
-            raise _Stop(problem.record_number, "audit.bad_record", problem.describe())
+            raise _Stop(problem.record_number, "audit.bad_record", problem.explain())
         if problem is not None:
             # An incomplete last record: a write in progress or a crash (the ledger truncates it
             # on open). Nothing durable is lost unless a checkpoint covered it, which finish()
@@ -467,6 +478,13 @@ def verify_ledger(
     )
     result.seconds = time.perf_counter() - started
     return result
+
+
+def default_workers(directory: Path) -> int:
+    """How many workers verify uses unless told: 1 (inline) for a block log smaller than
+    ``PARALLEL_FROM_BYTES``, else one per core."""
+    size = sum(path.stat().st_size for path in (directory / BLOCKS_DIRECTORY).glob("*.seg"))
+    return 1 if size < PARALLEL_FROM_BYTES else os.cpu_count() or 1
 
 
 def _check_public_key_file(directory: Path, key_in_force: bytes | None) -> str | None:

@@ -23,7 +23,7 @@ from ledger.hasher import leaf_hash
 from ledger.keys import generate_private_key, public_key_to_text
 from ledger.ledger import Ledger
 from ledger.proof import merkle_root
-from ledger.recordlog import LogScanner, frame_record
+from ledger.recordlog import LogScanner, RecordLogCorruptError, frame_record
 from tests.ledger.test_tamper import (
     INSTRUMENTS,
     PARTICIPANTS,
@@ -340,20 +340,119 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_goes_to_stderr_only_on_a_terminal(built: BuiltLedger) -> None:
+class _Clock:
+    """A clock that moves one second on every reading."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal(
+    built: BuiltLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ledger.audit import cli
 
     terminal, pipe = _Terminal(), io.StringIO()
     for stream in (terminal, pipe):
-        progress = cli._Progress(stream)
-        progress.last = -1.0  # as if the last update were long ago
+        progress = cli._Progress(stream, clock=_Clock())
         progress(1234)
         progress.done()
     assert "verifying: 1,234 blocks" in terminal.getvalue()
     assert pipe.getvalue() == ""
+    quick = _Terminal()
+    progress = cli._Progress(quick, clock=lambda: 0.1)  # a run shorter than SHOW_AFTER_SECONDS
+    progress(10)
+    progress.done()
+    assert quick.getvalue() == ""
+    monkeypatch.setattr(cli, "_clock", _Clock())
     out = io.StringIO()
     assert main(["verify", "--data-dir", str(built.data_dir)], stdout=out, stderr=terminal) == 0
     assert out.getvalue().startswith("verified")  # data on stdout, progress on stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "label"),
+    [
+        (["report", "--json"], "reading"),
+        (["balances", "--json"], "reading"),
+        (["export", "--format", "jsonl"], "exporting"),
+        (["export", "--format", "csv"], "exporting"),
+    ],
+)
+def test_report_balances_and_export_show_progress_on_a_terminal(
+    built: BuiltLedger, monkeypatch: pytest.MonkeyPatch, argv: list[str], label: str
+) -> None:
+    from ledger.audit import cli, reading
+
+    monkeypatch.setattr(cli, "_clock", _Clock())
+    monkeypatch.setattr(reading, "PROGRESS_EVERY", 100)
+    terminal, out = _Terminal(), io.StringIO()
+    assert main([*argv, "--data-dir", str(built.data_dir)], stdout=out, stderr=terminal) == 0
+    assert f"{label}: 100 blocks" in terminal.getvalue()
+    assert "blocks (" not in out.getvalue() and out.getvalue()  # the data, untouched
+    piped = io.StringIO()
+    assert main([*argv, "--data-dir", str(built.data_dir)], stdout=io.StringIO(), stderr=piped) == 0
+    assert piped.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json", "frobnicate"],
+        ["show", "--from", "-3", "--json"],
+        ["--json", "export"],
+        ["export", "--json", "--format", "csv"],
+        ["verify-receipt", "somefile", "--json"],
+        ["balances", "--at", "x", "--json"],
+    ],
+)
+def test_a_usage_error_with_json_is_json_on_stdout(built: BuiltLedger, argv: list[str]) -> None:
+    code, out, err = run("--data-dir", str(built.data_dir), *argv)
+    assert code == 2 and err
+    answer = json.loads(out)
+    assert answer["ok"] is False and answer["code"] == "audit.usage" and answer["problem"]
+    code, out, err = run("--data-dir", str(built.data_dir) + "-missing", "--json", "verify")
+    assert code == 2 and json.loads(out)["code"] == "audit.usage" and "does not exist" in err
+
+
+def test_export_refuses_json_with_csv_rather_than_writing_csv(built: BuiltLedger) -> None:
+    code, out, err = run("export", "--json", "--format", "csv", "--data-dir", str(built.data_dir))
+    assert code == 2 and "height,timestamp_ns" not in out
+    assert "--format jsonl" in err and "--format jsonl" in json.loads(out)["problem"]
+
+
+def test_every_command_has_a_description_and_examples(capsys: pytest.CaptureFixture) -> None:
+    from ledger.audit.cli import _COMMANDS
+
+    for command, (_, description, _examples) in _COMMANDS.items():
+        assert main([command, "--help"]) == 0
+        text = capsys.readouterr().out
+        assert f"usage: venue-audit {command}" in text and "examples:" in text, command
+        assert "venue-audit " in text.split("examples:")[1], command
+        assert description.split()[0] in text, command
+    assert main(["--help"]) == 0
+    assert "COMMAND --help" in capsys.readouterr().out
+
+
+def test_verify_runs_inline_below_the_size_where_workers_pay(
+    built: BuiltLedger, tmp_path: Path
+) -> None:
+    """The measured default (issue 14): a pool for a small ledger is slower than none."""
+    import os
+
+    from ledger.audit.verify import PARALLEL_FROM_BYTES, default_workers
+
+    assert verify_ledger(built.data_dir).workers == 1
+    assert default_workers(built.data_dir / "ledger") == 1
+    big = tmp_path / "ledger" / "blocks"
+    big.mkdir(parents=True)
+    with open(big / "00000000000000000000.seg", "wb") as segment:
+        segment.truncate(PARALLEL_FROM_BYTES)  # sparse: only the size counts
+    assert default_workers(tmp_path / "ledger") == (os.cpu_count() or 1)
 
 
 def test_an_incomplete_last_record_is_a_warning_unless_a_checkpoint_covered_it(
@@ -452,3 +551,38 @@ def test_verify_says_which_key_it_trusted_and_checks_the_public_key_file(
     save_public_key(built.first_key, public)  # the genesis key: retired by the rotation
     code, out, err = run("verify", "--data-dir", str(copy), "--workers", "1")
     assert code == 1 and out == "" and "audit.public_key_mismatch" in err and str(public) in err
+
+
+def test_a_changed_byte_in_the_newest_checkpoint_fails_verify_until_the_loss_is_accepted(
+    built: BuiltLedger, tmp_path: Path
+) -> None:
+    """Issue 14, item 2: the newest checkpoint may be in participants' hands; one changed byte
+    in it is damage (verify fails, the ledger will not open), not a torn tail to drop."""
+    copy = tmp_path / "data"
+    shutil.copytree(built.data_dir, copy)
+    checkpoints = copy / "ledger" / "checkpoints"
+    records = list(LogScanner(checkpoints))
+    newest = records[-1]
+    path = Path(newest.path)
+    data = bytearray(path.read_bytes())
+    data[newest.offset + 8 + 3] ^= 0x01  # inside the origin line
+    path.write_bytes(bytes(data))
+    code, out, err = run("verify", "--data-dir", str(copy), "--json")
+    result = json.loads(out)
+    assert code == 1 and result["problem_code"] == "audit.bad_checkpoint"
+    assert f"record {newest.record_number}" in result["problem"] and str(path) in result["problem"]
+    assert "accept-loss" in result["problem"]
+    with pytest.raises(RecordLogCorruptError):
+        Ledger.open(copy / "ledger", built.second_key, signer="thread")
+    assert path.read_bytes() == bytes(data)
+    code, out, err = run("accept-loss", str(checkpoints), "--record", "0", "--json")
+    assert code == 1 and json.loads(out)["code"] == "audit.failed" and "not 0" in err
+    code, out, _ = run("accept-loss", str(checkpoints), "--record", str(newest.record_number))
+    assert code == 0 and f"record {newest.record_number}" in out
+    code, out, err = run("verify", "--data-dir", str(copy), "--json")
+    assert code == 0 and json.loads(out)["checkpoints"] == len(records) - 1
+    with Ledger.open(copy / "ledger", built.second_key, signer="thread") as reopened:
+        assert reopened.height + 1 == built.block_count
+    # Closing issued a checkpoint of every block again, signed afresh.
+    assert len(list(LogScanner(checkpoints))) == len(records)
+    assert run("verify", "--data-dir", str(copy))[0] == 0
