@@ -35,8 +35,6 @@ Every problem raises ``CheckpointError`` (a ``ValueError``) with a stable ``code
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from dataclasses import dataclass
 from hashlib import sha256
@@ -44,6 +42,7 @@ from hashlib import sha256
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ledger import b64
 from ledger.hasher import HASH_SIZE
 from ledger.keys import public_key_bytes
 
@@ -92,7 +91,7 @@ class Checkpoint:
         for line in self.extensions:
             if not line or "\n" in line or _CONTROL.search(line):
                 raise CheckpointError("checkpoint.malformed", "bad extension line")
-        lines = [self.origin, str(self.size), base64.b64encode(self.root_hash).decode("ascii")]
+        lines = [self.origin, str(self.size), b64.encode(self.root_hash)]
         return "\n".join([*lines, *self.extensions]) + "\n"
 
 
@@ -128,7 +127,7 @@ def note_key_hash(name: str, public_key: Ed25519PublicKey) -> bytes:
 def verifier_key(name: str, public_key: Ed25519PublicKey) -> str:
     """The signed-note verifier key string ``name+<hex keyhash>+<base64(0x01 || key)>``."""
     _check_name(name, "key name")
-    encoded = base64.b64encode(ED25519_KEY_TYPE + public_key_bytes(public_key)).decode("ascii")
+    encoded = b64.encode(ED25519_KEY_TYPE + public_key_bytes(public_key))
     return f"{name}+{note_key_hash(name, public_key).hex()}+{encoded}"
 
 
@@ -140,7 +139,7 @@ def sign_note(text: str, private_key: Ed25519PrivateKey, key_name: str) -> str:
         raise CheckpointError("checkpoint.malformed", "note text must be non-empty lines")
     signature = private_key.sign(text.encode("utf-8"))
     blob = note_key_hash(key_name, private_key.public_key()) + signature
-    return f"{text}\n{SIGNATURE_PREFIX}{key_name} {base64.b64encode(blob).decode('ascii')}\n"
+    return f"{text}\n{SIGNATURE_PREFIX}{key_name} {b64.encode(blob)}\n"
 
 
 def sign_checkpoint(
@@ -153,12 +152,9 @@ def sign_checkpoint(
 
 def _b64(text: str, what: str) -> bytes:
     try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise CheckpointError("checkpoint.malformed", f"{what} is not base64") from error
-    if base64.b64encode(raw).decode("ascii") != text:
-        raise CheckpointError("checkpoint.malformed", f"{what} is not canonical base64")
-    return raw
+        return b64.decode(text)
+    except b64.Base64Error as error:
+        raise CheckpointError("checkpoint.malformed", f"{what}: {error}") from error
 
 
 def split_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:

@@ -13,8 +13,8 @@ API:
   Every block names the key that signed it by this id. ``raw_key_id(key) -> bytes``: the same
   8 bytes unencoded, as the block header holds them.
 - ``public_key_to_text(key) -> str``: 64 lowercase hex characters of the raw public key.
-- ``public_key_from_text(text) -> Ed25519PublicKey``: accepts 64 hex characters, standard base64
-  of the 32 raw bytes, or a PEM ``PUBLIC KEY`` block.
+- ``public_key_from_text(text) -> Ed25519PublicKey``: accepts 64 hex characters, canonical
+  standard base64 of the 32 raw bytes (``ledger.b64``), or a PEM ``PUBLIC KEY`` block.
 - ``save_public_key(key, path)`` / ``load_public_key(path)``: the hex text plus a newline, 0644.
 - ``ensure_public_key_file(signing_key, path)``: write the public key file if it is missing,
   else check that it holds ``signing_key``'s public key (the venue does this at every start).
@@ -25,8 +25,6 @@ Errors: ``KeyFileError`` (a ``ValueError``) with ``code`` ``"ledger.key_file"``,
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import stat
 import warnings
@@ -37,6 +35,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ledger import b64
 from ledger.recordlog import fsync_directory
 
 KEY_ID_BYTES = 8
@@ -171,14 +170,11 @@ def public_key_from_text(text: str) -> Ed25519PublicKey:
             if not isinstance(key, Ed25519PublicKey):
                 raise KeyFileError("ledger.key_format", "PEM key is not an Ed25519 public key")
             return key
-        if len(text) == 64:
-            raw = bytes.fromhex(text)
-        else:
-            raw = base64.b64decode(text, validate=True)
+        raw = bytes.fromhex(text) if len(text) == 64 else b64.decode(text)
         if len(raw) != 32:
             raise KeyFileError("ledger.key_format", "an Ed25519 public key is 32 bytes")
         return Ed25519PublicKey.from_public_bytes(raw)
-    except (ValueError, binascii.Error, UnsupportedAlgorithm) as error:
+    except (ValueError, UnsupportedAlgorithm) as error:
         if isinstance(error, KeyFileError):
             raise
         raise KeyFileError("ledger.key_format", f"not an Ed25519 public key: {error}") from error

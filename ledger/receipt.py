@@ -36,8 +36,6 @@ hash = SHA-256(origin || 0x0A || 0x01 || key)[:4]); and the inclusion proof must
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import struct
@@ -50,6 +48,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ledger import b64
 from ledger.hasher import HASH_SIZE, leaf_hash
 from ledger.proof import ProofError, verify_inclusion
 
@@ -100,10 +99,10 @@ def build_receipt(
     """Assemble a receipt document (no checking: call ``verify_receipt`` to check it)."""
     return {
         "format": RECEIPT_FORMAT,
-        "block": base64.b64encode(record).decode("ascii"),
+        "block": b64.encode(record),
         "leaf_index": leaf_index,
         "tree_size": tree_size,
-        "inclusion_proof": [base64.b64encode(node).decode("ascii") for node in inclusion_proof],
+        "inclusion_proof": [b64.encode(node) for node in inclusion_proof],
         "checkpoint": checkpoint_note,
     }
 
@@ -124,13 +123,11 @@ def load_receipt(text: str | bytes) -> dict[str, Any]:
     return receipt
 
 
-def _b64(value: object, what: str) -> bytes:
-    if not isinstance(value, str):
-        raise ReceiptError("receipt.malformed", f"{what} must be a base64 string")
+def _b64(value: object, what: str, code: str = "receipt.malformed") -> bytes:
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise ReceiptError("receipt.malformed", f"{what} is not base64") from error
+        return b64.decode(value)
+    except b64.Base64Error as error:
+        raise ReceiptError(code, f"{what} is not canonical base64 ({error})") from error
 
 
 def _public_keys(public_key: object) -> list[Ed25519PublicKey]:
@@ -213,8 +210,9 @@ def _verify_note(note: str, keys: list[Ed25519PublicKey]) -> tuple[str, int, byt
     lines = text[:-1].split("\n")
     if len(lines) < 3 or not all(lines) or not _SIZE_PATTERN.fullmatch(lines[1]):
         raise ReceiptError("receipt.bad_checkpoint", "checkpoint body is malformed")
-    origin, size, root = lines[0], int(lines[1]), _b64(lines[2], "checkpoint root")
-    if len(root) != HASH_SIZE or base64.b64encode(root).decode("ascii") != lines[2]:
+    origin, size = lines[0], int(lines[1])
+    root = _b64(lines[2], "checkpoint root", "receipt.bad_checkpoint")
+    if len(root) != HASH_SIZE:
         raise ReceiptError("receipt.bad_checkpoint", "checkpoint root is not a 32-byte hash")
     key_hashes = {
         sha256(origin.encode("utf-8") + b"\n\x01" + _raw(key)).digest()[:4]: key for key in keys
@@ -223,7 +221,7 @@ def _verify_note(note: str, keys: list[Ed25519PublicKey]) -> tuple[str, int, byt
         if not line.startswith(_SIGNATURE_PREFIX):
             raise ReceiptError("receipt.bad_checkpoint", "bad signature line")
         name, _, encoded = line[len(_SIGNATURE_PREFIX) :].partition(" ")
-        blob = _b64(encoded, "checkpoint signature")
+        blob = _b64(encoded, "checkpoint signature", "receipt.bad_checkpoint")
         key = key_hashes.get(blob[:4])
         if name != origin or key is None:
             continue  # a signature by some other key (a witness, say): ignored

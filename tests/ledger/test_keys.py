@@ -136,3 +136,17 @@ def test_the_public_key_file_is_written_once_and_then_must_match(tmp_path: Path)
     with pytest.raises(KeyFileError) as unreadable:
         ensure_public_key_file(key, path)
     assert unreadable.value.code == "ledger.key_format"
+
+
+def test_base64_public_key_text_must_be_canonical() -> None:
+    """The public key text forms use the one strict decoder (ledger.b64)."""
+    raw = public_key_bytes(generate_private_key())
+    text = base64.b64encode(raw).decode()
+    assert public_key_bytes(public_key_from_text(text)) == raw
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    spelled = text[:-2] + alphabet[alphabet.index(text[-2]) | 1] + "="  # pad bits set
+    assert spelled != text and base64.b64decode(spelled) == raw
+    for wrong in (spelled, text.rstrip("="), text[:20] + "\n" + text[20:]):
+        with pytest.raises(KeyFileError) as caught:
+            public_key_from_text(wrong)
+        assert caught.value.code == "ledger.key_format"

@@ -193,31 +193,35 @@ def test_malformed_receipts(receipt: str) -> None:
         verify_receipt(receipt, OLD.public_key)
 
 
-def test_receipt_module_imports_only_stdlib_cryptography_hasher_and_proof() -> None:
+def test_receipt_module_imports_only_stdlib_cryptography_hasher_proof_and_b64() -> None:
     allowed_roots = {"__future__", "base64", "binascii", "json", "re", "struct", "collections"}
     allowed_roots |= {"dataclasses", "hashlib", "typing", "cryptography"}
-    for name, extra in (("receipt.py", {"ledger"}), ("hasher.py", set()), ("proof.py", {"ledger"})):
+    travelling = ("receipt.py", "hasher.py", "proof.py", "b64.py")
+    for name in travelling:
         tree = ast.parse((LEDGER_DIR / name).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 modules = [node.module or ""]
+                if node.module == "ledger":  # from ledger import b64
+                    modules = [f"ledger.{alias.name}" for alias in node.names]
             else:
                 continue
             for module in modules:
                 root = module.split(".")[0]
-                assert root in allowed_roots | extra, f"{name} imports {module}"
+                assert root in allowed_roots | {"ledger"}, f"{name} imports {module}"
                 if root == "ledger":
-                    assert module in ("ledger.hasher", "ledger.proof"), f"{name}: {module}"
+                    assert module in ("ledger.hasher", "ledger.proof", "ledger.b64"), name
 
 
-def test_three_files_alone_verify_a_receipt(tmp_path: Path) -> None:
-    """Copy only receipt.py, hasher.py and proof.py into an empty package and verify there."""
+def test_four_files_alone_verify_a_receipt(tmp_path: Path) -> None:
+    """Copy only receipt.py, hasher.py, proof.py and b64.py into an empty package and verify
+    there."""
     package = tmp_path / "ledger"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    for name in ("receipt.py", "hasher.py", "proof.py"):
+    for name in ("receipt.py", "hasher.py", "proof.py", "b64.py"):
         shutil.copy(LEDGER_DIR / name, package / name)
     (tmp_path / "receipt.json").write_text(receipt_to_json(_receipt(3)))
     script = (
@@ -234,3 +238,64 @@ def test_three_files_alone_verify_a_receipt(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "T-3"
+
+
+def non_canonical(text: str) -> str:
+    """The same bytes spelled with non-zero pad bits (``text`` must end in ``=`` padding)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    stripped = text.rstrip("=")
+    last = alphabet.index(stripped[-1])
+    spelled = stripped[:-1] + alphabet[last | 1] + text[len(stripped) :]
+    assert spelled != text and base64.b64decode(spelled) == base64.b64decode(text)
+    return spelled
+
+
+def test_a_non_canonical_checkpoint_signature_is_refused_by_receipt_and_checkpoint_alike() -> None:
+    """Issue 14, item 5: verify-receipt accepted pad bits in a signature line that the
+    checkpoint parser (and so consistency) refused. One decoder now, strict everywhere."""
+    from ledger.checkpoint import CheckpointError, parse_checkpoint
+
+    receipt = _receipt(3)
+    body, _, signature = receipt["checkpoint"].partition("\n\n")
+    prefix, _, encoded = signature.rstrip("\n").rpartition(" ")
+    assert encoded.endswith("=")  # 68 bytes: the last character has unused bits
+    note = f"{body}\n\n{prefix} {non_canonical(encoded)}\n"
+    with pytest.raises(ReceiptError) as caught:
+        verify_receipt({**receipt, "checkpoint": note}, OLD.public_key)
+    assert caught.value.code == "receipt.bad_checkpoint"
+    with pytest.raises(CheckpointError, match="not canonical"):
+        parse_checkpoint(note)
+    assert verify_receipt(receipt, OLD.public_key).trade_id == "T-3"
+
+
+@pytest.mark.parametrize("field", ["block", "proof"])
+def test_a_non_canonical_block_or_proof_hash_is_refused(field: str) -> None:
+    receipt = _receipt(3)
+    if field == "block":
+        encoded = receipt["block"]
+        if not encoded.endswith("="):
+            pytest.skip("this block's length leaves no pad bits")
+        changed = {**receipt, "block": non_canonical(encoded)}
+    else:
+        proof = list(receipt["inclusion_proof"])
+        proof[0] = non_canonical(proof[0])  # 32 bytes: one '=' of padding
+        changed = {**receipt, "inclusion_proof": proof}
+    with pytest.raises(ReceiptError, match="canonical") as caught:
+        verify_receipt(changed, OLD.public_key)
+    assert caught.value.code == "receipt.malformed"
+
+
+def test_every_base64_decode_in_the_ledger_goes_through_b64() -> None:
+    """One decoder: no module but ledger/b64.py calls the standard library's decoders."""
+    callers = []
+    for path in sorted(LEDGER_DIR.rglob("*.py")):
+        if path.name == "b64.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr.endswith("b64decode"):
+                callers.append(f"{path.name}:{node.lineno}")
+            if isinstance(node, ast.Import | ast.ImportFrom) and any(
+                alias.name in ("base64", "binascii") for alias in node.names
+            ):
+                callers.append(f"{path.name}:{node.lineno} imports it")
+    assert callers == []
