@@ -1,4 +1,6 @@
-"""``venue`` command line: ``venue serve`` starts the venue on its embedded defaults."""
+"""``venue`` command line: ``venue serve`` starts the venue on its embedded defaults;
+``venue admit-operator`` admits an operator into a stopped venue (the first one of a venue
+started with ``--no-demo``, which has no participant to call the admin API with)."""
 
 from __future__ import annotations
 
@@ -42,7 +44,46 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="do not seed demo data into an empty data directory",
     )
+    admit = commands.add_parser(
+        "admit-operator",
+        help="admit an operator into a stopped venue and print its API key",
+        description="Admit an operator participant (a journaled command, on the ledger like any "
+        "admission) into the venue in --data-dir, which must not be running, and print its "
+        "credentials as JSON on stdout: the key id and, for an HMAC key, the secret (shown "
+        "this once). With --public-key the key is that Ed25519 public key and no secret exists.",
+        epilog="Exit status: 0 admitted; 1 refused (the participant exists, the venue is "
+        "running or cannot open); 2 for a usage or configuration error.",
+    )
+    admit.add_argument("--config", help="TOML configuration file (see README: Configuration)")
+    admit.add_argument("--data-dir", help="data directory (default ./data)")
+    admit.add_argument("--participant-id", default="P-OPS1", help="default P-OPS1")
+    admit.add_argument("--name", default="Venue Operations", help="default 'Venue Operations'")
+    admit.add_argument("--public-key", help="an Ed25519 public key (64 hex) instead of HMAC")
     return parser
+
+
+def admit_operator(config, participant_id: str, name: str, public_key: str | None) -> int:
+    """``venue admit-operator``: open the venue, admit, print the credentials, close."""
+    import asyncio
+    import json
+
+    from venue.errors import VenueError
+    from venue.service import Venue
+
+    async def admit() -> dict:
+        venue = await Venue.open(config)
+        try:
+            return await venue.admit(participant_id, name, None, "operator", public_key)
+        finally:
+            await venue.close()
+
+    try:
+        admitted = asyncio.run(admit())
+    except VenueError as exc:
+        print(f"venue: refused: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(admitted, indent=2))
+    return 0
 
 
 BACKLOG = 128  # aiohttp's default
@@ -75,36 +116,39 @@ def listen(host: str, port: int) -> list[socket.socket]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        config = load_config(
-            args.config,
-            overrides={
-                "data_dir": args.data_dir,
-                "host": args.host,
-                "port": args.port,
-                "allow_reference_engine": args.allow_reference_engine,
-                "seed_demo": args.seed_demo,
-            },
+    serving = args.command == "serve"
+    overrides = {"data_dir": args.data_dir}
+    if serving:
+        overrides.update(
+            host=args.host,
+            port=args.port,
+            allow_reference_engine=args.allow_reference_engine,
+            seed_demo=args.seed_demo,
         )
+    else:  # an operator is admitted into an existing venue, never into a fresh demo
+        overrides["seed_demo"] = False
+    try:
+        config = load_config(args.config, overrides=overrides)
     except ConfigError as exc:
         print(f"venue: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log_level)
+    if not serving:
+        return _refusing_to_start(
+            lambda: admit_operator(config, args.participant_id, args.name, args.public_key)
+        )
 
     from aiohttp import web
 
-    from ledger.ledger import LedgerError
-    from ledger.recordlog import RecordLogError
     from venue.api.server import create_app
-    from venue.core.snapshots import SnapshotError
-    from venue.service import RecoveryError, VenueStartupError
 
     try:
         sockets = listen(config.host, config.port)
     except OSError as exc:  # busy, not an address of this machine, not resolvable, privileged
         print(f"venue: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 1
-    try:
+
+    def serve() -> int:
         web.run_app(
             create_app(config),
             sock=sockets,
@@ -113,6 +157,24 @@ def main(argv: list[str] | None = None) -> int:
             shutdown_timeout=10,
             backlog=BACKLOG,
         )
+        return 0
+
+    try:
+        return _refusing_to_start(serve)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _refusing_to_start(run) -> int:
+    """``run()``'s exit status, or 1 with the reason on stderr if the venue cannot open."""
+    from ledger.ledger import LedgerError
+    from ledger.recordlog import RecordLogError
+    from venue.core.snapshots import SnapshotError
+    from venue.service import RecoveryError, VenueStartupError
+
+    try:
+        return run()
     except (
         VenueStartupError,
         RecoveryError,
@@ -124,10 +186,6 @@ def main(argv: list[str] | None = None) -> int:
         # Refused loudly and left as found: nothing is repaired behind the operator's back.
         print(f"venue: refusing to start: {exc}", file=sys.stderr)
         return 1
-    finally:
-        for sock in sockets:
-            sock.close()
-    return 0
 
 
 if __name__ == "__main__":
