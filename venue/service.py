@@ -51,6 +51,7 @@ from ledger.recordlog import LOCK_FILE_NAME, RecordLog, fsync_directory
 from venue.config import Config
 from venue.core.commands import (
     AdmitParticipant,
+    CancelAll,
     Command,
     Deposit,
     ExpireDay,
@@ -71,7 +72,7 @@ from venue.domain.participants import (
     ed25519_credential,
     issue_api_key,
 )
-from venue.errors import VenueError
+from venue.errors import ErrorCode, VenueError
 
 log = logging.getLogger(__name__)
 
@@ -460,6 +461,22 @@ class Venue:
         """Run one command through the sequencer; the result once it is durable."""
         return await self.sequencer.submit(command)
 
+    async def settled(self) -> None:
+        """Wait until everything the exchange's state shows now is durable (a read barrier).
+
+        The in-memory state runs ahead of durability by the batches in flight (a fill is in the
+        state before its journal record and block are on disk), and nothing may be reported
+        before it is durable. The sequencer answers strictly in order, refusals included, so
+        the answer to a command that is always refused (and so changes nothing and is never
+        journaled) comes once every command before it is durable: reads of the state wait for
+        it. Idle, that is one pass of the sequencer; busy, the batches in flight.
+        """
+        try:
+            await self.sequencer.submit(_BARRIER)
+        except VenueError as refusal:
+            if refusal.code is not ErrorCode.UNKNOWN_PARTICIPANT:
+                raise  # the venue failed or is stopping: not a barrier's answer
+
     async def admit(
         self,
         participant_id: str,
@@ -515,6 +532,10 @@ class Venue:
         await self.sequencer.stop()
         await asyncio.to_thread(self.journal.close)
         await asyncio.to_thread(self.ledger.close)
+
+
+# Refused by the exchange's first check (no participant has an empty id), so it changes nothing.
+_BARRIER = CancelAll("")
 
 
 def _new_credential(public_key: str | None) -> tuple[str, str, str | None]:

@@ -68,6 +68,10 @@ class ServerThread:
 
         return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=30)
 
+    def run(self, coroutine):
+        """Run ``coroutine`` on the server's loop; its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=60)
+
     @property
     def venue(self):
         return self.app[VENUE_KEY]

@@ -9,6 +9,7 @@ example checks by hand), never from the API under test.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import urllib.request
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ledger.receipt import verify_receipt
 from tests.api.conftest import run
 from venue.client import VenueAPIError
+from venue.core.commands import CancelAll, PlaceOrder
 from venue.core.order_entry import trade_date
 from venue.domain import demo, pricing
 from venue.domain.money import format_cny
@@ -253,3 +255,23 @@ def test_metrics_count_orders_fills_and_durability(server, clients):
     assert values["venue_journal_fsync_seconds_count"] >= 1
     assert values["venue_ledger_blocks"] >= 20  # genesis and the demo seed
     assert 'venue_http_requests_total{method="POST",route="/v1/orders",status="201"}' in values
+
+
+def test_reads_wait_for_what_the_state_shows_to_be_durable(server):
+    """The read barrier: ``Venue.settled`` returns only once every command applied before it
+    is answered (durable), so a read never shows an order or a fill that could still be lost."""
+
+    async def race():
+        venue = server.venue
+        placing = asyncio.ensure_future(
+            venue.submit(PlaceOrder("P-MM1", "barrier-1", MEZZ, "buy", "limit", 981_000, 10))
+        )
+        await asyncio.sleep(0)  # the order is taken in (and applied) before the barrier
+        await venue.settled()
+        done_at_barrier = placing.done()
+        report = await placing
+        await venue.submit(CancelAll("P-MM1"))
+        return done_at_barrier, report
+
+    done_at_barrier, report = server.run(race())
+    assert done_at_barrier and report["client_order_id"] == "barrier-1"

@@ -61,6 +61,10 @@ TEXT = "text/plain; charset=utf-8"
 _ORDER_ID = re.compile(r"[1-9][0-9]{0,17}")
 _TRADE_ID = re.compile(r"T[0-9]{12}")
 _ENCODER = msgspec.json.Encoder()
+# GETs of these read the exchange's in-memory state, which runs ahead of durability: they wait
+# for the read barrier (``Venue.settled``) first, so nothing not yet durable is ever shown.
+STATE_READS = ("/v1/instruments", "/v1/orders", "/v1/fills", "/v1/accounts", "/v1/keys",
+               "/v1/admin")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +206,8 @@ class RestApi:
         # Label children bound once (a ``labels()`` lookup costs as much as the increment).
         by_status: dict[int, Any] = {}
         request_seconds = metrics.request_seconds.labels(route.path)
+        settle = route.method == "GET" and route.path.startswith(STATE_READS)
+        venue = self.venue
 
         async def handle(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
@@ -223,6 +229,8 @@ class RestApi:
                 body = None
                 if body_decoder is not None:
                     body = self._decode_body(request, raw, body_decoder, route)
+                if settle:
+                    await venue.settled()
                 result = await route.handler(Call(self, request, caller, query, body, started))
                 status = route.status
                 if type(result) is Reply:
