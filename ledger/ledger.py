@@ -53,10 +53,11 @@ Opening
 -------
 Opening rebuilds the index: from the state file and the blocks after it if the state file is
 usable, else from every block (``ledger.recovery``: checksums, header, height, hash link, key
-id, exact length and deltas, non-negative balances; *no* signature or payload-schema checks --
-``venue-audit verify`` does those, on all cores). The newest stored checkpoint must match the
-rebuilt tree, which also checks every leaf hash the state file supplied against the signed
-root; if that fails with the state file, opening logs why and scans every block, so damage in
+id, exact length and deltas, non-negative balances; no payload-schema checks, which
+``venue-audit verify`` does on all cores). The newest stored checkpoint must be validly signed
+and match the rebuilt tree, which also checks every leaf hash the state file supplied against
+the signed root, and the blocks after it must carry valid signatures (docs/LEDGER.md section 9
+lists what opening checks and what only verify does); if that fails with the state file, opening logs why and scans every block, so damage in
 the blocks is still named by the full scan. If crash recovery cut blocks a checkpoint covered,
 the ledger refuses to open. Blocks the state file covers are checked only by their record
 checksums on open; ``venue-audit verify`` checks them all.
