@@ -161,6 +161,22 @@ class ErrorCode(StrEnum):
         "validation.unknown_key_id",
         "No API key with this id is registered (never issued, or already revoked).",
     )
+    BAD_ASSET_LINE = (
+        "validation.bad_asset_line",
+        "A servicer's tape line is malformed or breaks a status rule (venue/domain/disclosures).",
+    )
+    BAD_POOL_REPORT = (
+        "validation.bad_pool_report",
+        "A pool report is malformed, or its tape gives another root, asset count or totals.",
+    )
+    BAD_REPORT_SIGNATURE = (
+        "validation.bad_report_signature",
+        "The servicer's Ed25519 signature over a pool report does not verify with the deal's key.",
+    )
+    BAD_DEAL_TERMS = (
+        "validation.bad_deal_terms",
+        "A deal's terms (tranches, fees, priority of payments) are malformed or inconsistent.",
+    )
 
     # --- risk: the participant cannot afford it -------------------------------------------
     INSUFFICIENT_CASH = (
