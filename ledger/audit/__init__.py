@@ -21,11 +21,13 @@ Modules, one concern each:
 Library API (for the benchmark and tests), importable from ``ledger.audit``:
 
 - ``verify_ledger(data_dir, *, workers=None, executor="process", pinned_key=None,
-  progress=None, chunk_records=1024) -> VerifyResult``: every check of docs/LEDGER.md section
-  10. Block decoding, validation and Ed25519 signature checks run in ``workers`` processes
-  (default: all cores); ``workers=1`` checks inline; ``executor="thread"`` uses threads.
-- ``read_blocks(data_dir) -> Iterator[SignedBlock]``; ``compute_balances(data_dir, at=None)``;
-  ``make_receipt``, ``volume_report``, ``segment_pair``, ``block_to_json``; ``main(argv)``.
+  progress=None, chunk_records=1024, pinned_key_source=...) -> VerifyResult``: every check of
+  docs/LEDGER.md section 10. Block decoding, validation and Ed25519 signature checks run in
+  ``workers`` processes (default: ``verify.default_workers``, inline below a 2 MB block log,
+  else all cores); ``workers=1`` checks inline; ``executor="thread"`` uses threads.
+- ``read_blocks(data_dir, progress=None) -> Iterator[SignedBlock]``;
+  ``compute_balances(data_dir, at=None, progress=None)``; ``make_receipt``, ``volume_report``,
+  ``segment_pair``, ``block_to_json``; ``main(argv)``.
 """
 
 from __future__ import annotations
