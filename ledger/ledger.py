@@ -57,8 +57,9 @@ id, exact length and deltas, non-negative balances; no payload-schema checks, wh
 ``venue-audit verify`` does on all cores). The newest stored checkpoint must be validly signed
 and match the rebuilt tree, which also checks every leaf hash the state file supplied against
 the signed root, and the blocks after it must carry valid signatures (docs/LEDGER.md section 9
-lists what opening checks and what only verify does); if that fails with the state file, opening logs why and scans every block, so damage in
-the blocks is still named by the full scan. If crash recovery cut blocks a checkpoint covered,
+lists what opening checks and what only verify does); if that fails with the state file,
+opening logs why and scans every block, so damage in the blocks is still named by the full
+scan. If crash recovery cut blocks a checkpoint covered,
 the ledger refuses to open. Blocks the state file covers are checked only by their record
 checksums on open; ``venue-audit verify`` checks them all.
 
