@@ -43,9 +43,10 @@ def clients(server, recorded):
     def make(participant_id: str | None = None, **options) -> RecordingClient:
         if participant_id is None:
             return RecordingClient(server.base_url, recorded=recorded, **options)
-        if "key_id" not in options:  # a demo participant's own key
+        if "key_id" not in options:  # a demo participant's own key (and secret, unless given)
             entry = server.credentials[participant_id]
-            options.update(key_id=entry["key_id"], secret=entry["secret"])
+            options["key_id"] = entry["key_id"]
+            options.setdefault("secret", entry["secret"])
         return RecordingClient(server.base_url, options.pop("key_id"), recorded=recorded, **options)
 
     return make

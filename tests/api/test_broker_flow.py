@@ -239,8 +239,13 @@ def test_an_ed25519_key_signs_then_is_revoked(server, clients):
 def test_metrics_count_orders_fills_and_durability(server, clients):
     async def flow():
         async with clients("P-MM1") as maker:
-            await maker.place_order(MEZZ, "buy", "10", price="98.0000")
+            await maker.place_order(MEZZ, "buy", "10", price="98.0000", client_order_id="m-1")
+            with pytest.raises(VenueAPIError):  # a refused placement
+                await maker.place_order(MEZZ, "buy", "20", price="98.0000", client_order_id="m-1")
             await maker.cancel_all()
+        async with clients("P-MM1", secret="vs_not-the-secret") as impostor:
+            with pytest.raises(VenueAPIError):
+                await impostor.accounts()
 
     run(flow())
     with urllib.request.urlopen(server.base_url + "/metrics", timeout=10) as reply:
@@ -255,6 +260,8 @@ def test_metrics_count_orders_fills_and_durability(server, clients):
     assert values["venue_journal_fsync_seconds_count"] >= 1
     assert values["venue_ledger_blocks"] >= 20  # genesis and the demo seed
     assert 'venue_http_requests_total{method="POST",route="/v1/orders",status="201"}' in values
+    assert values['venue_orders_total{outcome="matching.duplicate_client_order_id"}'] >= 1
+    assert values['venue_api_refusals_total{code="auth.bad_signature"}'] >= 1
 
 
 def test_reads_wait_for_what_the_state_shows_to_be_durable(server):
