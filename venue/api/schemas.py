@@ -79,8 +79,9 @@ Asset = Annotated[
 ClientOrderId = Annotated[
     str,
     Meta(
-        pattern=r"^[!-~]{1,64}$",
-        description="1-64 printable ASCII characters, no spaces; unique per participant.",
+        pattern=r"^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,64}$",
+        description="1-64 characters that need no escaping in a URL path (letters, digits and "
+        "._~:@!$&'()*+,;=-); unique per participant.",
         examples=["my-order-0001"],
     ),
 ]

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from venue.core.order_entry import trade_date
@@ -110,9 +112,8 @@ def list_orders(
     candidates: Iterator[Order]
     if participant is not None:
         orders = exchange.orders
-        candidates = (
-            orders[order_id] for order_id in index.order_ids(participant) if order_id > after
-        )
+        ids = index.order_ids(participant)
+        candidates = (orders[order_id] for order_id in islice(ids, bisect_right(ids, after), None))
     elif status == "open":
         candidates = (order for order in exchange.open_orders.values() if order.order_id > after)
     else:
