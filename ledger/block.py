@@ -43,8 +43,9 @@ API for the store engineer and the venue:
 - ``next_signing_key(block, current) -> Ed25519PublicKey``: the key that must sign the block
   *after* ``block`` (genesis introduces it, a key rotation replaces it).
 - ``check_signing_key(block, current) -> None``: ``block`` names the expected key id.
-- ``fill_deltas(payload)``, ``deposit_deltas(...)``, ``withdrawal_deltas(...)``: the only delta
-  sets those kinds accept, for building blocks.
+- ``fill_deltas(payload)``, ``deposit_deltas(...)``, ``withdrawal_deltas(...)``,
+  ``pool_report_deltas(payload)``, ``distribution_deltas(payload)``: the only delta sets those
+  kinds accept, for building blocks.
 
 One rule, one place: the rules below are needed by the ledger, the audit and the venue alike,
 and each is stated only here (fast enough for every hot path, so nobody needs a twin):
@@ -111,6 +112,7 @@ __all__ = [
     "decode_block",
     "decode_signed_block",
     "deposit_deltas",
+    "distribution_deltas",
     "encode_block",
     "fill_deltas",
     "introduced_key",
@@ -118,6 +120,7 @@ __all__ = [
     "is_participant_account",
     "make_deltas",
     "next_signing_key",
+    "pool_report_deltas",
     "validate_and_encode",
     "validate_block",
     "validate_successor",
@@ -137,6 +140,10 @@ KINDS = (
     "factor_update",
     "key_rotation",
     "instrument_updated",
+    # a deal's life (venue/domain/disclosures.py, venue/domain/waterfall.py; docs/DEALS.md)
+    "deal_listed",
+    "pool_report",
+    "distribution",
 )
 KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 # The kinds that bring in a signing key (see introduced_key), and their codes.
@@ -147,10 +154,11 @@ VENUE_PREFIX = "venue:"  # the venue's own accounts
 FEE_ACCOUNT = "venue:fees"
 EXTERNAL_PREFIX = "external:"  # the outside world: the only accounts that may go negative
 SEGMENTS = ("interbank", "exchange")
-ROLES = ("broker", "market_maker", "clerk", "operator")
+ROLES = ("broker", "market_maker", "clerk", "operator", "servicer")
 FACTOR_ONE = 1_000_000  # pool factors are integers in millionths: 1_000_000 == 1.0
 SIGNATURE_SIZE = 64
 HASH_SIZE = 32
+DEAL_ACCOUNT_PREFIX = "venue:deal:"  # a deal's collection account: venue:deal:<deal_id>
 GENESIS_PREV_HASH = bytes(HASH_SIZE)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 UINT64_MAX = 2**64 - 1
@@ -166,6 +174,8 @@ _AMOUNT = struct.Struct(">q")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._/@\-]{0,127}")
 KEY_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
 HEX_KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
+HEX_SIGNATURE_PATTERN = re.compile(r"[0-9a-f]{128}")
+DATE_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 DECIMAL_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")
 
 _canonical_json = json.JSONEncoder(
@@ -880,11 +890,11 @@ def _validate_instrument_listed(payload: Mapping[str, Any]) -> None:
 
 
 def _validate_participant_admitted(payload: Mapping[str, Any]) -> None:
-    """Trading roles belong to a segment; a clerk or operator never trades and has ``null``."""
+    """Trading roles belong to a segment; a clerk, operator or servicer never trades: ``null``."""
     _fields_exactly(payload, {"participant_id", "segment", "role"}, {"name", "reference"})
     _participant(payload, "participant_id")
     role = _choice(payload, "role", ROLES)
-    if role in ("clerk", "operator"):
+    if role in ("clerk", "operator", "servicer"):
         if payload["segment"] is not None:
             raise BlockError("block.bad_field", f"a {role} has no segment (null)")
     else:
@@ -968,6 +978,89 @@ def _validate_key_rotation(payload: Mapping[str, Any]) -> None:
     _optional(payload, "reason", str)
 
 
+def _collection_account(payload: Mapping[str, Any]) -> str:
+    value = _str(payload, "collection_account", NAME_PATTERN)
+    if value != DEAL_ACCOUNT_PREFIX + payload["deal_id"]:
+        raise BlockError("block.bad_field", f"collection_account is {DEAL_ACCOUNT_PREFIX}<deal_id>")
+    return value
+
+
+def _validate_deal_listed(payload: Mapping[str, Any]) -> None:
+    """A deal's terms, stated once at listing (``venue.domain.waterfall.DealTerms``)."""
+    _fields_exactly(payload, {"deal_id", "terms", "pool_balance", "collection_account"}, set())
+    _str(payload, "deal_id", NAME_PATTERN)
+    _collection_account(payload)
+    _int(payload, "pool_balance", 0)
+    _optional(payload, "terms", dict)
+
+
+_POOL_REPORT_FIELDS = {
+    "deal_id", "period", "period_start", "period_end", "pool_balance_start", "asset_count",
+    "tape_root", "totals", "servicer_public_key", "signature", "servicer", "collection_account",
+}  # fmt: skip
+
+
+def _validate_pool_report(payload: Mapping[str, Any]) -> None:
+    """A servicer's signed report (``venue.domain.disclosures.PoolReport.to_record``) with the
+    servicer's account, which remits the period's collections to the collection account."""
+    _fields_exactly(payload, _POOL_REPORT_FIELDS, set())
+    _str(payload, "deal_id", NAME_PATTERN)
+    _collection_account(payload)
+    _participant(payload, "servicer")
+    _int(payload, "period", 1)
+    _int(payload, "pool_balance_start", 0)
+    _int(payload, "asset_count", 1)
+    for name in ("period_start", "period_end"):
+        _str(payload, name, DATE_PATTERN)
+    _str(payload, "tape_root", HEX_KEY_PATTERN)  # a 32-byte hash: 64 hex, like a key
+    _str(payload, "servicer_public_key", HEX_KEY_PATTERN)
+    _str(payload, "signature", HEX_SIGNATURE_PATTERN)
+    totals = _field(payload, "totals")
+    if not isinstance(totals, dict):
+        raise BlockError("block.bad_field", "totals must be an object")
+    _int(totals, "collected", 0)
+    _int(totals, "pool_balance", 0)
+
+
+def _validate_distribution(payload: Mapping[str, Any]) -> None:
+    """A payment date: the waterfall's figures and every payment (``distribution_deltas``)."""
+    required = {"deal_id", "period", "payment_date", "collection_account", "servicer",
+                "trustee_account", "servicer_fee", "trustee_fee", "payments", "waterfall",
+                "factors"}  # fmt: skip
+    _fields_exactly(payload, required, set())
+    _str(payload, "deal_id", NAME_PATTERN)
+    _collection_account(payload)
+    _participant(payload, "servicer")
+    _external(payload, "trustee_account")
+    _int(payload, "period", 1)
+    _str(payload, "payment_date", DATE_PATTERN)
+    _int(payload, "servicer_fee", 0)
+    _int(payload, "trustee_fee", 0)
+    _optional(payload, "waterfall", dict)
+    factors = _field(payload, "factors")
+    if not isinstance(factors, dict) or not all(
+        _is_valid_name(symbol) and type(factor) is int and 0 <= factor <= FACTOR_ONE
+        for symbol, factor in factors.items()
+    ):
+        raise BlockError("block.bad_field", "factors maps instruments to factors in [0, 1e6]")
+    payments = _field(payload, "payments")
+    if not isinstance(payments, list):
+        raise BlockError("block.bad_field", "payments must be a list")
+    for entry in payments:
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 5
+            and _is_valid_name(entry[0])
+            and not entry[0].startswith(VENUE_PREFIX)
+            and _is_valid_name(entry[1])
+            and all(type(amount) is int and 0 <= amount <= INT64_MAX for amount in entry[2:])
+        ):
+            raise BlockError(
+                "block.bad_field",
+                "a payment is [holder, instrument, interest, principal, residual], amounts >= 0",
+            )
+
+
 _PAYLOAD_VALIDATORS = {
     "genesis": _validate_genesis,
     "instrument_listed": _validate_instrument_listed,
@@ -978,6 +1071,9 @@ _PAYLOAD_VALIDATORS = {
     "factor_update": _validate_factor_update,
     "key_rotation": _validate_key_rotation,
     "instrument_updated": _validate_instrument_updated,
+    "deal_listed": _validate_deal_listed,
+    "pool_report": _validate_pool_report,
+    "distribution": _validate_distribution,
 }
 
 
@@ -1065,6 +1161,33 @@ def withdrawal_deltas(
     return make_deltas([(account, asset, -amount), (destination, asset, amount)])
 
 
+def pool_report_deltas(payload: Mapping[str, Any]) -> tuple[Delta, ...]:
+    """The only deltas a pool report accepts: the period's collections (``totals.collected``)
+    move from the servicer's cash to the deal's collection account."""
+    collected = payload["totals"]["collected"]
+    return make_deltas(
+        [
+            (payload["servicer"], CASH_ASSET, -collected),
+            (payload["collection_account"], CASH_ASSET, collected),
+        ]
+    )
+
+
+def distribution_deltas(payload: Mapping[str, Any]) -> tuple[Delta, ...]:
+    """The only deltas a distribution accepts: the collection account pays the servicer's fee,
+    the trustee's fee and every payment to a holder of record (interest + principal +
+    residual), all in cash; so cash is conserved and nothing else moves."""
+    fees = payload["servicer_fee"] + payload["trustee_fee"]
+    paid = fees + sum(sum(entry[2:]) for entry in payload["payments"])
+    changes = [
+        (payload["collection_account"], CASH_ASSET, -paid),
+        (payload["servicer"], CASH_ASSET, payload["servicer_fee"]),
+        (payload["trustee_account"], CASH_ASSET, payload["trustee_fee"]),
+    ]
+    changes += [(entry[0], CASH_ASSET, sum(entry[2:])) for entry in payload["payments"]]
+    return make_deltas(changes)
+
+
 def _check_conservation(deltas: tuple[Delta, ...]) -> None:
     totals: dict[str, int] = defaultdict(int)
     for delta in deltas:
@@ -1121,7 +1244,12 @@ def check_block_rules(block: Block) -> None:
         expected = withdrawal_deltas(
             payload["account"], payload["asset"], payload["amount"], payload["destination"]
         )
-    elif kind in ("genesis", "participant_admitted", "key_rotation", "instrument_updated"):
+    elif kind == "pool_report":
+        expected = pool_report_deltas(payload)
+    elif kind == "distribution":
+        expected = distribution_deltas(payload)
+    elif kind in ("genesis", "participant_admitted", "key_rotation", "instrument_updated",
+                  "deal_listed"):  # fmt: skip
         expected = ()
     else:  # instrument_listed, factor_update: any deltas that conserve every asset
         _check_conservation(block.deltas)

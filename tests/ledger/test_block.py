@@ -33,6 +33,7 @@ from ledger.block import (
     decode_block,
     decode_signed_block,
     deposit_deltas,
+    distribution_deltas,
     encode_block,
     fill_deltas,
     introduced_key,
@@ -40,6 +41,7 @@ from ledger.block import (
     is_participant_account,
     make_deltas,
     next_signing_key,
+    pool_report_deltas,
     validate_and_encode,
     validate_block,
     validate_successor,
@@ -135,11 +137,40 @@ def sample_blocks() -> list[Block]:
                 "reference": {"accrual_start": "2027-02-15", "next_coupon_date": "2027-05-15"},
             },
         ),
+        make_block(
+            "deal_listed",
+            {
+                "deal_id": "IPABS-2019-1",
+                "terms": {"tranches": []},
+                "pool_balance": 10**9,
+                "collection_account": "venue:deal:IPABS-2019-1",
+            },
+        ),
+        make_block("pool_report", POOL_REPORT, pool_report_deltas(POOL_REPORT)),
+        make_block("distribution", DISTRIBUTION, distribution_deltas(DISTRIBUTION)),
     ]
 
 
+# A deal's blocks (field by field in tests/ledger/test_deal_blocks.py)
+POOL_REPORT = {
+    "deal_id": "IPABS-2019-1", "period": 1, "period_start": "2026-11-01",
+    "period_end": "2027-02-01", "pool_balance_start": 10**9, "asset_count": 2,
+    "tape_root": "ab" * 32, "totals": {"collected": 5_000, "pool_balance": 9 * 10**8},
+    "servicer_public_key": "cd" * 32, "signature": "ef" * 64, "servicer": "P-SRV1",
+    "collection_account": "venue:deal:IPABS-2019-1",
+}  # fmt: skip
+DISTRIBUTION = {
+    "deal_id": "IPABS-2019-1", "period": 1, "payment_date": "2027-02-15",
+    "collection_account": "venue:deal:IPABS-2019-1", "servicer": "P-SRV1",
+    "trustee_account": "external:trustee:IPABS-2019-1", "servicer_fee": 100, "trustee_fee": 10,
+    "payments": [["P-MM1", "IPABS-2019-1-A", 2_000, 2_500, 0],
+                 ["external:issuer", "IPABS-2019-1-A", 190, 200, 0]],
+    "waterfall": {"available": 5_000}, "factors": {"IPABS-2019-1-A": 990_000},
+}  # fmt: skip
+
+
 def test_a_clerk_or_operator_is_admitted_without_a_segment_and_traders_need_one() -> None:
-    for role in ("clerk", "operator"):
+    for role in ("clerk", "operator", "servicer"):
         validate_block(
             make_block(
                 "participant_admitted", {"participant_id": "P-CLK1", "segment": None, "role": role}

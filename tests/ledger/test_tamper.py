@@ -22,7 +22,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.audit import verify_ledger
-from ledger.block import HEADER, KINDS, Block, Signer, decode_signed_block, deposit_deltas
+from ledger.block import (
+    HEADER,
+    KINDS,
+    Block,
+    Signer,
+    decode_signed_block,
+    deposit_deltas,
+    distribution_deltas,
+    pool_report_deltas,
+)
 from ledger.checkpoint import make_checkpoint, parse_checkpoint, sign_checkpoint
 from ledger.keys import generate_private_key
 from ledger.ledger import Ledger
@@ -144,11 +153,37 @@ def build_mixed_ledger(data_dir: Path, fills: int = 190, seed: int = 7) -> Built
                     "destination": "external:bank",
                 },
             )
+        if number == 150:  # a deal's life: listing, a servicer's report, a payment date
+            append_deal_blocks(ledger, servicer=buyer, holder=seller)
     ledger.flush()
     ledger.issue_checkpoint()
     ledger.close()
     blocks = sum(1 for _ in LogScanner(data_dir / "ledger" / "blocks"))
     return BuiltLedger(data_dir, first_key, second_key, blocks, trade_ids)
+
+
+def append_deal_blocks(ledger: Ledger, servicer: str, holder: str) -> None:
+    """One of each deal kind (their rules: tests/ledger/test_deal_blocks.py)."""
+    deal, account = "IPABS-2019-1", "venue:deal:IPABS-2019-1"
+    ledger.append(
+        "deal_listed",
+        {"deal_id": deal, "terms": {}, "pool_balance": 10**9, "collection_account": account},
+    )
+    report = {
+        "deal_id": deal, "period": 1, "period_start": "2026-11-01", "period_end": "2027-02-01",
+        "pool_balance_start": 10**9, "asset_count": 2, "tape_root": "ab" * 32,
+        "totals": {"collected": 5_000, "pool_balance": 9 * 10**8},
+        "servicer_public_key": "cd" * 32, "signature": "ef" * 64, "servicer": servicer,
+        "collection_account": account,
+    }  # fmt: skip
+    ledger.append("pool_report", report, pool_report_deltas(report))
+    distribution = {
+        "deal_id": deal, "period": 1, "payment_date": "2027-02-15", "collection_account": account,
+        "servicer": servicer, "trustee_account": "external:trustee", "servicer_fee": 100,
+        "trustee_fee": 10, "payments": [[holder, INSTRUMENTS[0], 2_000, 2_890, 0]],
+        "waterfall": {}, "factors": {INSTRUMENTS[0]: 970_000},
+    }  # fmt: skip
+    ledger.append("distribution", distribution, distribution_deltas(distribution))
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,14 @@
 
 A participant trades in exactly one *segment* -- ``interbank`` or ``exchange`` -- and both segments
 meet in the same book; every fill records both sides' segments. Roles say what a participant
-does: ``broker`` and ``market_maker`` trade (and must have a segment); ``clerk`` (read-only audit)
-and ``operator`` (runs the venue) never trade and have no segment (``segment is None``).
+does: ``broker`` and ``market_maker`` trade (and must have a segment); ``clerk`` (read-only audit),
+``operator`` (runs the venue) and ``servicer`` (a deal's servicer: publishes its pool reports and
+remits its collections, ``venue/domain/disclosures.py``) never trade and have no segment
+(``segment is None``).
 
 API keys carry *scopes*; ``DEFAULT_SCOPES`` gives each role its natural set:
-broker/market_maker -> read, trade; clerk -> read, audit; operator -> read, audit, admin.
+broker/market_maker -> read, trade; clerk -> read, audit; operator -> read, audit, admin;
+servicer -> read, disclose.
 
 Request signing (SPEC section 4), shared by clients and the server so both compute the same bytes::
 
@@ -30,8 +33,8 @@ An API key is one of two kinds, told apart by its stored *credential* string:
 Public API::
 
     class Segment(StrEnum): INTERBANK, EXCHANGE
-    class Role(StrEnum): BROKER, MARKET_MAKER, CLERK, OPERATOR      TRADING_ROLES
-    class Scope(StrEnum): READ, TRADE, AUDIT, ADMIN                  DEFAULT_SCOPES[role]
+    class Role(StrEnum): BROKER, MARKET_MAKER, CLERK, OPERATOR, SERVICER   TRADING_ROLES
+    class Scope(StrEnum): READ, TRADE, AUDIT, ADMIN, DISCLOSE              DEFAULT_SCOPES[role]
     @dataclass(frozen=True) class Participant(participant_id, name, role, segment=None)
         Participant.from_wire(data) -> Participant      .to_wire() -> dict     .can_trade: bool
     issue_api_key() -> tuple[str, str]                       # (key_id, secret) from `secrets`
@@ -77,6 +80,7 @@ class Role(StrEnum):
     MARKET_MAKER = "market_maker"
     CLERK = "clerk"
     OPERATOR = "operator"
+    SERVICER = "servicer"
 
 
 class Scope(StrEnum):
@@ -84,6 +88,7 @@ class Scope(StrEnum):
     TRADE = "trade"  # place, replace, cancel orders; mass quote
     AUDIT = "audit"  # ledger blocks, proofs, exports of every participant
     ADMIN = "admin"  # operator actions: list, admit, fund, halt/resume, factor updates
+    DISCLOSE = "disclose"  # a servicer's pool reports (and the collections they remit)
 
 
 TRADING_ROLES = frozenset({Role.BROKER, Role.MARKET_MAKER})
@@ -93,6 +98,7 @@ DEFAULT_SCOPES: dict[Role, frozenset[Scope]] = {
     Role.MARKET_MAKER: frozenset({Scope.READ, Scope.TRADE}),
     Role.CLERK: frozenset({Scope.READ, Scope.AUDIT}),
     Role.OPERATOR: frozenset({Scope.READ, Scope.AUDIT, Scope.ADMIN}),
+    Role.SERVICER: frozenset({Scope.READ, Scope.DISCLOSE}),
 }
 
 
@@ -100,7 +106,7 @@ DEFAULT_SCOPES: dict[Role, frozenset[Scope]] = {
 class Participant:
     """An admitted participant. ``participant_id`` looks like ``P-MM1`` (``P-`` + 1-16 A-Z/0-9).
 
-    Invariant: trading roles have a segment; clerks and operators have none.
+    Invariant: trading roles have a segment; clerks, operators and servicers have none.
     """
 
     participant_id: str
