@@ -30,7 +30,7 @@ from typing import Any
 import msgspec
 
 import matching
-from venue.core import operations, quoting
+from venue.core import deals, operations, quoting
 from venue.core.commands import (
     CancelAll,
     CancelOrder,
@@ -120,6 +120,7 @@ class Exchange:
         self.quotes: dict[tuple[str, str], tuple[int, ...]] = {}
         self.mmp: dict[tuple[str, str], quoting.MmpState] = {}
         self.mmp_tripped: list[tuple[str, str]] = []
+        self.deals: dict[str, deals.Deal] = {}  # listed deals (venue/core/deals.py)
         self.emit_events = True  # recovery turns this off: replayed events go to no one
 
     # ====================================================================== dispatch
@@ -532,6 +533,7 @@ class Exchange:
             "last_expiry_ts": self.last_expiry_ts,
             "quotes": [[pid, symbol, list(ids)] for (pid, symbol), ids in self.quotes.items()],
             "mmp": [[pid, symbol, state.to_wire()] for (pid, symbol), state in self.mmp.items()],
+            "deals": deals.snapshot(self.deals),
         }
 
     @classmethod
@@ -570,6 +572,7 @@ class Exchange:
             (pid, symbol): quoting.MmpState.from_wire(wire)
             for pid, symbol, wire in data.get("mmp", ())
         }
+        exchange.deals = deals.restore(data.get("deals", []))
         return exchange
 
     def _restore_order(self, order: Order) -> None:
