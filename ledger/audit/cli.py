@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -480,8 +481,9 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "acknowledged, which is why nothing truncates it without this. Checks that the damage "
         "is exactly that record at the end of the log, cuts it (and any bytes after it) and "
         "keeps them in LOG_DIR/accepted-loss-<record>.bin. The log must not be in use. After "
-        "a journal record is given up, the venue opens one command short; after a ledger "
-        "block, the journal replay writes it again; after a checkpoint, the venue issues a new "
+        "a journal record is given up, the venue opens one command short (or refuses, if "
+        "that command's blocks are already on the ledger); after a ledger block, the journal "
+        "replay writes it again; after a checkpoint, the venue issues a new "
         "one at its next checkpoint.",
         "venue-audit accept-loss data/journal --record 4755\n"
         "venue-audit accept-loss data/ledger/checkpoints --record 6 --json",
@@ -497,7 +499,7 @@ def _add_command(
         name,
         parents=[common],
         help=summary,
-        description=description,
+        description=textwrap.fill(description, 78),  # the raw formatter keeps the examples
         epilog="examples:\n  " + examples.replace("\n", "\n  "),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
