@@ -127,8 +127,9 @@ class Orders:
         return self.instrument.format_price(ticks)
 
 
-async def closed_loop(clients, seconds: float, orders: list[Orders] | None, hello: bool):
-    """``connections`` tasks back to back for ``seconds``: (answered 2xx, refused)."""
+async def closed_loop(clients, seconds: float, tasks: int, orders: list[Orders] | None = None):
+    """``tasks`` tasks sending back to back for ``seconds``: orders (one mix per task) or, with
+    no ``orders``, the hello request; ``(answered 2xx, refused)``."""
     done = refused = 0
     stop_at = time.perf_counter() + seconds
 
@@ -137,7 +138,7 @@ async def closed_loop(clients, seconds: float, orders: list[Orders] | None, hell
         first, second = clients[number % 2], clients[(number + 1) % 2]
         while time.perf_counter() < stop_at:
             try:
-                if hello:
+                if orders is None:
                     await first.request("POST", "/hello", Hello, body=_HELLO_BODY)
                 else:
                     by_first, arguments = orders[number].next()
@@ -147,7 +148,7 @@ async def closed_loop(clients, seconds: float, orders: list[Orders] | None, hell
             except VenueAPIError:
                 refused += 1
 
-    await asyncio.gather(*(task(n) for n in range(len(orders or _tasks_for_hello))))
+    await asyncio.gather(*(task(n) for n in range(tasks)))
     return done, refused
 
 
@@ -163,7 +164,6 @@ _HELLO_BODY = {
     "post_only": False,
     "self_trade": "cancel_taker",
 }
-_tasks_for_hello: list = []
 
 
 async def paced(clients, rate: float, seconds: float, orders: list[Orders]) -> list[float]:
@@ -289,10 +289,10 @@ async def run(
             del view[extra]
         instrument = Instrument.from_wire(view)
         orders = [Orders(n, instrument) for n in range(args.connections)]
-        await closed_loop(makers, 1.0, orders, hello=False)  # warm-up
+        await closed_loop(makers, 1.0, args.connections, orders)  # warm-up
         before = snapshot_cpu(pids)
         started = time.perf_counter()
-        placed, refused = await closed_loop(makers, args.seconds, orders, hello=False)
+        placed, refused = await closed_loop(makers, args.seconds, args.connections, orders)
         rest_rate = placed / (time.perf_counter() - started)
         after = snapshot_cpu(pids)
         print(f"rest: {placed} orders answered 201 in {args.seconds} s ({rest_rate:,.0f}/s), "
@@ -308,11 +308,10 @@ async def run(
                         session=session)
             for pid in ("P-MM1", "P-MM2")
         ]  # fmt: skip
-        _tasks_for_hello[:] = range(args.connections)
-        await closed_loop(hello, 1.0, None, hello=True)
+        await closed_loop(hello, 1.0, args.connections)
         before = snapshot_cpu(pids)
         started = time.perf_counter()
-        answered, _ = await closed_loop(hello, args.seconds, None, hello=True)
+        answered, _ = await closed_loop(hello, args.seconds, args.connections)
         hello_rate = answered / (time.perf_counter() - started)
         after = snapshot_cpu(pids)
         print(f"hello: {answered} answered in {args.seconds} s ({hello_rate:,.0f}/s)", flush=True)

@@ -52,6 +52,7 @@ from venue.core.commands import (
 from venue.domain.money import parse_cny, parse_quantity, parse_scaled
 from venue.domain.participants import Scope, credential_kind
 from venue.errors import ERROR_CODES, ErrorCode, VenueError
+from venue.service import LEDGER_ORIGIN
 
 log = logging.getLogger(__name__)
 
@@ -434,8 +435,6 @@ async def get_consistency(call: Call) -> schemas.ConsistencyView:
 
 
 async def get_public_key(call: Call) -> schemas.PublicKeyView:
-    from venue.service import LEDGER_ORIGIN
-
     venue = call.api.venue
     return schemas.PublicKeyView(
         public_key=venue.ledger_public_key,
