@@ -116,12 +116,16 @@ TimeInForce = Literal["gtc", "day", "ioc", "fok"]
 SelfTrade = Literal["cancel_taker", "cancel_maker", "cancel_both"]
 
 
-class Request(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of every request body and query: unknown fields are refused."""
+class Request(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
+    """Base of every request body and query: unknown fields are refused.
+
+    ``gc=False`` (inherited): wire structs hold only strings, numbers and lists or dicts of
+    those, never anything that refers back to them, so the cyclic collector need not track the
+    several a request allocates (as for the venue's orders, ``venue/core/orders.py``)."""
 
 
-class Response(msgspec.Struct, kw_only=True):
-    """Base of every response body."""
+class Response(msgspec.Struct, kw_only=True, gc=False):
+    """Base of every response body (``gc=False``: see ``Request``)."""
 
 
 # ---------------------------------------------------------------- queries
