@@ -177,6 +177,11 @@ class ErrorCode(StrEnum):
         "validation.bad_deal_terms",
         "A deal's terms (tranches, fees, priority of payments) are malformed or inconsistent.",
     )
+    UNKNOWN_DEAL = ("validation.unknown_deal", "No deal with this id is listed.")
+    UNITS_BEYOND_ISSUE = (
+        "validation.units_beyond_issue",
+        "The venue would hold more units of a deal's tranche than the deal has on issue.",
+    )
 
     # --- risk: the participant cannot afford it -------------------------------------------
     INSUFFICIENT_CASH = (
@@ -277,6 +282,27 @@ class ErrorCode(StrEnum):
     PARTICIPANT_CANNOT_TRADE = (
         "state.participant_cannot_trade",
         "The participant's role (clerk, operator) does not trade.",
+    )
+    DEAL_EXISTS = (
+        "state.deal_exists",
+        "A deal with this id, or with one of its tranches, is listed.",
+    )
+    REPORT_OUT_OF_SEQUENCE = (
+        "state.report_out_of_sequence",
+        "A pool report or distribution is not for the deal's next period (reports and "
+        "distributions alternate, one period at a time).",
+    )
+    DISTRIBUTION_NOT_DUE = (
+        "state.distribution_not_due",
+        "The payment date is before the end of the reported collection period.",
+    )
+    FACTOR_FROM_WATERFALL = (
+        "state.factor_from_waterfall",
+        "The tranche belongs to a listed deal: its pool factor comes from the waterfall.",
+    )
+    FULL_REDEMPTION_UNSUPPORTED = (
+        "state.full_redemption_unsupported",
+        "The distribution would repay a tranche in full; retiring its units is not built yet.",
     )
     INTERNAL_ERROR = (
         "state.internal_error",

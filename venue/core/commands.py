@@ -211,6 +211,38 @@ class RollCouponPeriod(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class ListDeal(Command):
+    """A deal's terms (``venue.domain.waterfall.DealTerms.to_record``) over tranches already
+    listed, and the pool balance in fen at listing; from then on the tranches' factors come
+    from the waterfall (docs/DEALS.md)."""
+
+    TYPE: ClassVar[str] = "list_deal"
+    terms: dict[str, Any]
+    pool_balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class PublishPoolReport(Command):
+    """The servicer's signed report for the deal's next period (``PoolReport.to_record``) with
+    its tape (``AssetLine.to_record`` each); the period's collections are remitted with it."""
+
+    TYPE: ClassVar[str] = "publish_pool_report"
+    participant: str
+    report: dict[str, Any]
+    lines: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Distribute(Command):
+    """The payment date of the deal's reported ``period``, on the command's trade date: the
+    waterfall, every holder of record paid, factors and coupon periods moved on."""
+
+    TYPE: ClassVar[str] = "distribute"
+    deal_id: str
+    period: int
+
+
+@dataclass(frozen=True, slots=True)
 class ExpireDay(Command):
     """Session end: every resting DAY order expires."""
 
@@ -237,6 +269,9 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         SetTradingStatus,
         UpdateFactor,
         RollCouponPeriod,
+        ListDeal,
+        PublishPoolReport,
+        Distribute,
         ExpireDay,
     )
 }
