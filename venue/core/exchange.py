@@ -251,33 +251,26 @@ class Exchange:
             if order.participant == command.participant
             and (command.symbol is None or order.symbol == command.symbol)
         ]
-        if not targets:
-            return self.unchanged({"canceled": []})
-        seq = self.next_seq()
-        settled = _Settled()
-        day = trade_date(ts)
-        for order in targets:
-            self.process_engine_events(self.books[order.symbol].cancel(order.order_id), ts, day,
-                                        settled)  # fmt: skip
-        return self.outcome(
-            seq, {"canceled": [order.order_id for order in targets]}, settled.entries,
-            settled.events,
-        )  # fmt: skip
+        return self._cancel_each(targets, ts, {"canceled": [order.order_id for order in targets]})
 
     MAX_CANCEL_ORDERS = 10_000  # order ids in one CancelOrders
 
     def _cancel_orders(self, command: CancelOrders, ts: int) -> Outcome:
         participant_of(self, command.participant)
         order_ids = command.order_ids
-        if not isinstance(order_ids, (list, tuple)) or len(order_ids) > self.MAX_CANCEL_ORDERS:
+        if (
+            not isinstance(order_ids, (list, tuple))
+            or len(order_ids) > self.MAX_CANCEL_ORDERS
+            or any(type(order_id) is not int for order_id in order_ids)
+        ):
             raise VenueError(
                 ErrorCode.BAD_PARAMETER,
-                f"order_ids must be a list of at most {self.MAX_CANCEL_ORDERS} order ids",
+                f"order_ids must be a list of at most {self.MAX_CANCEL_ORDERS} integer order ids",
                 field="order_ids",
             )
         targets, skipped = [], []
         for order_id in dict.fromkeys(order_ids):  # each once, in the given order
-            order = self.orders.get(order_id) if type(order_id) is int else None
+            order = self.orders.get(order_id)
             if order is not None and order.participant != command.participant:
                 raise VenueError(ErrorCode.NOT_ORDER_OWNER, f"order {order_id} is not yours",
                                  order_id=order_id)  # fmt: skip
@@ -286,6 +279,11 @@ class Exchange:
             else:
                 targets.append(order)
         result = {"canceled": [order.order_id for order in targets], "skipped": skipped}
+        return self._cancel_each(targets, ts, result)
+
+    def _cancel_each(self, targets: list[Order], ts: int, result: dict[str, Any]) -> Outcome:
+        """Cancel every one of ``targets`` (checked open orders) in one command; with none,
+        the command changes nothing and is not journaled."""
         if not targets:
             return self.unchanged(result)
         seq = self.next_seq()

@@ -258,3 +258,10 @@ def test_cancel_orders_cancels_a_sessions_orders_in_one_command(driver: Driver) 
     assert all(o.participant != MM for o in driver.exchange.open_orders.values())
     # nothing left to cancel: answered, not journaled
     assert not driver.apply(CancelOrders(MM, (ids[0],))).journaled
+    # hostile ids are a refusal, never a crash
+    before = state_of(driver.exchange)
+    for bad in ([[1]], ["1"], [True], "12", [1.0], list(range(10_001))):
+        with pytest.raises(VenueError) as refused:
+            driver.apply(CancelOrders(MM, bad))
+        assert refused.value.code == "validation.bad_parameter"
+    assert state_of(driver.exchange) == before
