@@ -10,9 +10,10 @@ false, "code": ..., "problem": ...}`` for a failure) besides the human message o
 is a terminal and the run has taken more than ``_Progress.SHOW_AFTER_SECONDS``.
 
 Commands (docs/LEDGER.md section 10): ``verify``, ``show``, ``balances``, ``receipt``,
-``verify-receipt``, ``consistency``, ``export``, ``report``, and the operator's
-``accept-loss``. Each is one ``_command_*`` function; :func:`build_parser` wires them to
-argparse (each with a description and examples for ``--help``) and :func:`main` runs one.
+``verify-receipt``, ``consistency``, ``export``, ``report``, ``export-ledger`` (the copy a
+clerk may take away: ``ledger.audit.export``), and the operator's ``accept-loss``. Each is one
+``_command_*`` function; :func:`build_parser` wires them to argparse (each with a description
+and examples for ``--help``) and :func:`main` runs one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any, NoReturn, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ledger.audit.export import export_ledger
 from ledger.audit.reading import (
     AuditFailure,
     AuditUsageError,
@@ -340,6 +342,19 @@ def _command_export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _command_export_ledger(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    result = export_ledger(args.data_dir, args.directory)
+    if args.json:
+        _emit_json(out, result.to_json())
+    else:
+        out.write(
+            f"exported {result.blocks} blocks and {result.checkpoints} checkpoints (key "
+            f"{result.key_id}) to {result.directory}: run venue-audit --data-dir "
+            f"{result.directory} verify\n"
+        )
+    return 0
+
+
 def _command_accept_loss(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         report = accept_tail_loss(args.log_dir, args.record)
@@ -473,6 +488,18 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "(interbank-interbank, interbank-exchange, exchange-exchange).",
         "venue-audit --data-dir data report\nvenue-audit --data-dir data report --json",
     ),
+    "export-ledger": (
+        "copy what a clerk may hold: blocks, checkpoints, public key",
+        "Copy the ledger into DIR (which must not exist or be empty) laid out like a data "
+        "directory: ledger/blocks/ (every block the newest checkpoint covers), "
+        "ledger/checkpoints/ and keys/ledger_ed25519.pub. Nothing secret or private is "
+        "copied: no signing key, journal, snapshots, credentials or ledger state file. Safe "
+        "while the venue runs: blocks after the newest checkpoint are left out, so the copy "
+        "is a consistent ledger. verify, show, balances, receipt, consistency, export and "
+        "report then run on DIR alone.",
+        "venue-audit --data-dir data export-ledger /media/clerk/ledger-2026-11-26\n"
+        "venue-audit --data-dir /media/clerk/ledger-2026-11-26 verify",
+    ),
     "accept-loss": (
         "operator: give up a damaged last record",
         "The operator's explicit decision to give up a record the venue refuses to open on: "
@@ -577,6 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = _add_command(commands, "report", common)
     report.set_defaults(handler=_command_report)
+
+    export_ledger_command = _add_command(commands, "export-ledger", common)
+    export_ledger_command.add_argument("directory", metavar="DIR", help="where to write the copy")
+    export_ledger_command.set_defaults(handler=_command_export_ledger)
 
     accept = _add_command(commands, "accept-loss", common)
     accept.add_argument("log_dir", metavar="LOG_DIR", help="the record log directory")
