@@ -156,6 +156,13 @@ class VenueClient:
         async with self._session.request(method, url, data=body or None, headers=headers) as reply:
             return reply.status, reply.headers, await reply.read()
 
+    async def websocket(self, *, heartbeat_s: float = 15.0, login: bool = True):
+        """A :class:`venue.ws_client.VenueSocket` on this venue, logged in with this client's
+        key (the WebSocket API, docs/WEBSOCKET.md)."""
+        from venue.ws_client import VenueSocket  # the WebSocket half imports this module
+
+        return await VenueSocket(self, heartbeat_s=heartbeat_s).connect(login=login)
+
     # ------------------------------------------------------------------ public
     async def time(self) -> schemas.TimeView:
         return await self.request("GET", "/v1/time", schemas.TimeView, signed=False)
