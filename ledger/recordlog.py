@@ -79,6 +79,14 @@ the process. Torn tails come from power loss or a kernel crash, which can drop a
 was not yet fsynced; records written but never acknowledged may also survive (like any commit
 whose acknowledgement was lost).
 
+Retirement
+----------
+A log whose early records are no longer needed (the venue's journal, once a durable snapshot
+covers them) can retire whole segments: :meth:`RecordLog.retire_segments_before` moves them
+into an archive directory or deletes them, after writing ``RETIRED`` (the first record kept, in
+decimal). Record numbers never change; opening and scanning start at that record and require a
+segment to start exactly there. The ledger's block log is never retired.
+
 :class:`LogScanner` walks a log read-only and strictly (it never truncates) and reports, rather
 than raises, the first problem with its location; the audit tool uses it.
 """
@@ -106,6 +114,7 @@ from typing import NoReturn
 __all__ = [
     "DEFAULT_SEGMENT_MAX_BYTES",
     "MAX_RECORD_BYTES",
+    "RETIRED_FILE_NAME",
     "AppendHandle",
     "BatchCallback",
     "LogScanner",
@@ -125,6 +134,7 @@ __all__ = [
     "accept_tail_loss",
     "frame_record",
     "fsync_directory",
+    "read_retired_before",
     "write_all",
 ]
 
@@ -141,6 +151,9 @@ MAX_RECORD_BYTES = 256 * 1024 * 1024
 READ_CHUNK_BYTES = 4 * 1024 * 1024
 SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 LOCK_FILE_NAME = "LOCK"
+# Names the first record the log still holds once earlier segments were retired (see
+# RecordLog.retire_segments_before); absent: the log starts at record 0.
+RETIRED_FILE_NAME = "RETIRED"
 # A crash loses whole sectors of the last write; the smallest sector there is (see Recovery).
 SECTOR_BYTES = 512
 # accept_tail_loss moves the bytes it cuts into this file, beside the segments.
@@ -419,10 +432,34 @@ def _list_segments(directory: Path) -> list[tuple[int, Path]]:
     return found
 
 
+def read_retired_before(directory: Path) -> int:
+    """The first record a log holds: 0, or what ``RETIRED_FILE_NAME`` names once segments
+    before it were retired. ``RecordLogError`` if that file is not a record number."""
+    try:
+        text = (directory / RETIRED_FILE_NAME).read_text()
+    except FileNotFoundError:
+        return 0
+    if not re.fullmatch(r"\d{1,20}\n", text):
+        raise RecordLogError(f"{directory / RETIRED_FILE_NAME} does not hold a record number")
+    return int(text)
+
+
 def _scan_segments(directory: Path) -> Iterator[tuple[_SegmentScan, bytes]]:
-    """Parse every segment in order, yielding each with its bytes; stop after a problem."""
-    segments = _list_segments(directory)
-    expected_first = 0
+    """Parse every segment in order, yielding each with its bytes; stop after a problem.
+
+    Starts at the first record the log holds (``read_retired_before``): segments before it
+    are leftovers of an interrupted retirement and are not read; a segment must start exactly
+    there (a missing one is a ``segment_gap``, never skipped).
+    """
+    expected_first = read_retired_before(directory)
+    segments = [
+        (first, path) for first, path in _list_segments(directory) if first >= expected_first
+    ]
+    if expected_first and not segments:
+        detail = f"no segment starts at record {expected_first}, the first not retired"
+        problem = ScanProblem("segment_gap", str(directory), 0, expected_first, detail, False)
+        yield _SegmentScan(str(directory), expected_first, array("Q"), 0, problem), b""
+        return
     for index, (name_first, path) in enumerate(segments):
         data = path.read_bytes()
         is_last = index == len(segments) - 1
@@ -751,6 +788,7 @@ class RecordLog:
         self._pending: list[_PendingAppend] = []
         self._next_record_number = 0
         self._durable_count = 0
+        self._first_record = 0  # records before it were retired (retire_segments_before)
         self._failure: RecordLogFailedError | None = None
         self._closing = False
         self._closed = False
@@ -828,6 +866,7 @@ class RecordLog:
         truncated_bytes = 0
         truncated_path: str | None = None
         problem: ScanProblem | None = None
+        self._first_record = self._next_record_number = read_retired_before(self.directory)
         for scan, data in _scan_segments(self.directory):
             if scan.problem is not None:
                 problem = scan.problem
@@ -1159,8 +1198,86 @@ class RecordLog:
                 raise self._failure
             return reached
 
+    @property
+    def first_record(self) -> int:
+        """The first record the log holds: records before it were retired (0: none were)."""
+        return self._first_record
+
+    @property
+    def segment_count(self) -> int:
+        """How many segment files the log holds (the last is the one appended to)."""
+        return len(self._segments)
+
+    def retire_segments_before(
+        self, record_number: int, archive: str | os.PathLike[str] | None = None
+    ) -> list[str]:
+        """Retire every segment holding only records before ``record_number``: move it into
+        the directory ``archive`` (created if needed), or delete it when ``archive`` is None.
+        Returns the names of the segments retired. The segment appended to is never retired,
+        so at most the records of whole, full segments go.
+
+        For a caller that no longer needs those records (the venue: everything before its
+        newest durable snapshot). Crash-safe in this order: ``RETIRED_FILE_NAME`` is first
+        written (temporary file, fsync, rename, directory fsync) naming the first record kept,
+        then the segments are moved or deleted and the directory fsynced. A crash in between
+        leaves segments before that record, which opening and scanning ignore and the next
+        call retires; record numbers never change. ``RecordNotFoundError`` for a retired
+        record afterwards; ``OSError`` if the files cannot be moved.
+        """
+        with self._lock:
+            if self._closed:
+                raise RecordLogClosedError(f"record log {self.directory} is closed")
+            kept = 0
+            while (
+                kept + 1 < len(self._segments)
+                and self._segments[kept + 1].first_record_number <= record_number
+            ):
+                kept += 1
+            new_first = self._segments[kept].first_record_number
+        leftovers = [path for first, path in _list_segments(self.directory) if first < new_first]
+        if not leftovers:
+            return []
+        if new_first > self._first_record:
+            marker = self.directory / RETIRED_FILE_NAME
+            temporary = self.directory / (RETIRED_FILE_NAME + ".tmp")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                write_all(fd, f"{new_first}\n".encode("ascii"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, marker)
+            fsync_directory(self.directory)
+            with self._lock:
+                self._first_record = new_first
+                retired = self._segments[:kept]
+                del self._segments[:kept]
+                del self._segment_firsts[:kept]
+                fds = [self._read_fds.pop(segment.first_record_number, -1) for segment in retired]
+            for fd in fds:
+                if fd >= 0:
+                    os.close(fd)
+        target = None if archive is None else Path(archive)
+        if target is not None and not target.is_dir():
+            target.mkdir(parents=True, mode=0o700)
+            fsync_directory(target.parent)
+        for path in leftovers:
+            if target is None:
+                path.unlink()
+            else:
+                os.rename(path, target / path.name)
+        if target is not None:
+            fsync_directory(target)
+        fsync_directory(self.directory)
+        return [path.name for path in leftovers]
+
     def _locate(self, record_number: int) -> tuple[_Segment, int]:
         with self._lock:
+            if record_number < self._first_record:
+                raise RecordNotFoundError(
+                    f"record {record_number} was retired from {self.directory} (the log now "
+                    f"starts at record {self._first_record})"
+                )
             if not 0 <= record_number < self._durable_count:
                 raise RecordNotFoundError(
                     f"record {record_number} not in log (durable count {self._durable_count})"

@@ -50,6 +50,9 @@ class Config:
     """Per API key: a token bucket refilled at this rate, holding at most the burst."""
     api_max_body_bytes: int = 65_536
     """Request bodies above this many bytes are refused (validation.body_too_large)."""
+    journal_retention: str = "archive"
+    """What happens to journal segments wholly before the newest durable snapshot: "archive"
+    moves them into DATA_DIR/journal-archive/, "delete" deletes them."""
 
     def __post_init__(self) -> None:
         # The same checks as for a loaded file or the environment, for a Config built directly.
@@ -68,6 +71,7 @@ class Config:
 _FIELDS = {field.name: field for field in dataclasses.fields(Config)}
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+JOURNAL_RETENTIONS = ("archive", "delete")
 # Inclusive ranges of the integer settings (None: no upper bound). checkpoint_every_ms is capped
 # at a day: a checkpoint is what receipts are verified against, and the timer must be sane.
 _RANGES: dict[str, tuple[int, int | None]] = {
@@ -104,6 +108,10 @@ def _problem(name: str, value: Any) -> str | None:
     if name == "log_level":
         if str(value).upper() not in LOG_LEVELS:
             return "must be one of " + ", ".join(LOG_LEVELS)
+        return None
+    if name == "journal_retention":
+        if value not in JOURNAL_RETENTIONS:
+            return "must be one of " + ", ".join(JOURNAL_RETENTIONS)
         return None
     if name == "host":
         return _host_problem(str(value))

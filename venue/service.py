@@ -7,6 +7,7 @@
       ledger/                 signed blocks + checkpoints (ledger.Ledger)
       journal/                every accepted command (ledger.recordlog.RecordLog)
       snapshots/              periodic state snapshots (venue.core.snapshots)
+      journal-archive/        retired journal segments (journal_retention = "archive")
       credentials.json        demo participants' API keys (0600), written on first start
 
 First start is all or nothing: the demo is seeded into ``DATA_DIR/.seeding/`` (a complete venue
@@ -19,6 +20,12 @@ seeded one. The demo is only seeded into an empty data directory (none of the en
 
 Recovery (``venue/core/recovery.py``): the newest snapshot, then the journal replayed after it;
 anything that does not line up is refused (:class:`RecoveryError`), never patched over.
+
+Journal retirement (``venue.core.journal.retire_journal``): segments wholly before the newest
+durable snapshot are archived or deleted after recovery, every ``JOURNAL_RETIRE_EVERY_SECONDS``
+while running, and at close (after the final snapshot). A crash at any point between a
+snapshot and its retirement loses nothing: the journal is only ever shorter than recovery needs
+once a durable snapshot covers what went.
 """
 
 from __future__ import annotations
@@ -47,7 +54,12 @@ from ledger.keys import (
     save_private_key,
 )
 from ledger.ledger import Ledger
-from ledger.recordlog import LOCK_FILE_NAME, RecordLog, fsync_directory
+from ledger.recordlog import (
+    DEFAULT_SEGMENT_MAX_BYTES,
+    LOCK_FILE_NAME,
+    RecordLog,
+    fsync_directory,
+)
 from venue.config import Config
 from venue.core.commands import (
     AdmitParticipant,
@@ -61,6 +73,7 @@ from venue.core.commands import (
     RollCouponPeriod,
 )
 from venue.core.exchange import CHINA_STANDARD_TIME, Exchange, trade_date
+from venue.core.journal import ARCHIVE_DIRECTORY, retire_journal
 from venue.core.observed import ObservedJournal, ObservedLedger
 from venue.core.recovery import RecoveryError, recover
 from venue.core.sequencer import Sequencer
@@ -85,6 +98,11 @@ LEDGER_ORIGIN = "abs-venue.example/ledger"
 # 6 ms pauses, which the paced p99 would feel).
 COLLECTOR_THRESHOLDS = (2_000, 10, 100)
 DAY_NS = 86_400 * 1_000_000_000
+# The journal's segment size (a segment is the unit that retires; ~270,000 commands), and how
+# often a running venue retires what a newer snapshot covers (a segment fills in minutes at
+# the fastest).
+JOURNAL_SEGMENT_MAX_BYTES = DEFAULT_SEGMENT_MAX_BYTES
+JOURNAL_RETIRE_EVERY_SECONDS = 60.0
 
 
 class VenueStartupError(RuntimeError):
@@ -101,7 +119,7 @@ def _ensure_private_dir(path: Path) -> Path:
 STAGING = ".seeding"
 STAGING_COMPLETE = "complete"
 # What the venue keeps in its data directory: a directory holding none of these is empty.
-DATA_ENTRIES = ("keys", "ledger", "journal", "snapshots", "credentials.json")
+DATA_ENTRIES = ("keys", "ledger", "journal", ARCHIVE_DIRECTORY, "snapshots", "credentials.json")
 
 
 def _fsync_tree(root: Path) -> None:
@@ -290,6 +308,8 @@ class Venue:
         self.recovery = recovery
         self.ledger_public_key = ledger_public_key  # hex: what receipts are verified against
         self._housekeeping_task: asyncio.Task | None = None
+        self._retire_task: asyncio.Task | None = None
+        self.data_dir = Path(config.data_dir)  # the directory opened (staging, on first start)
 
     @property
     def journal_timing(self) -> ObservedJournal:
@@ -329,6 +349,7 @@ class Venue:
             )
         await venue._housekeeping()
         venue._housekeeping_task = asyncio.create_task(venue._housekeeping_at_day_boundaries())
+        venue._retire_task = asyncio.create_task(venue._retire_journal_periodically())
         return venue
 
     @classmethod
@@ -339,7 +360,9 @@ class Venue:
         key = _load_or_create_signing_key(_ensure_private_dir(data_dir / "keys"))
         with _collector_paused():
             # The journal first: a journal that is refused leaves the ledger untouched.
-            journal = await asyncio.to_thread(RecordLog.open, data_dir / "journal")
+            journal = await asyncio.to_thread(
+                RecordLog.open, data_dir / "journal", segment_max_bytes=JOURNAL_SEGMENT_MAX_BYTES
+            )
             try:
                 ledger = await asyncio.to_thread(
                     Ledger.open,
@@ -359,6 +382,7 @@ class Venue:
                 ledger.close()
                 raise
         recovery["seconds"] = round(time.perf_counter() - started, 3)
+        recovery["journal_first_record"] = journal.first_record
         log.info("venue recovered", extra=recovery)
         sequencer = Sequencer(
             exchange,
@@ -369,7 +393,10 @@ class Venue:
         )
         sequencer.start()
         public_key = key.public_key().public_bytes_raw().hex()
-        return cls(config, exchange, journal, ledger, sequencer, recovery, public_key)
+        venue = cls(config, exchange, journal, ledger, sequencer, recovery, public_key)
+        venue.data_dir = data_dir
+        await venue.retire_journal()  # what a snapshot written before a stop or crash covers
+        return venue
 
     @classmethod
     async def _first_start(cls, config: Config, data_dir: Path) -> None:
@@ -456,6 +483,27 @@ class Venue:
             except VenueError:
                 log.exception("day-boundary housekeeping failed")
 
+    # ================================================================== journal retirement
+    async def retire_journal(self) -> list[str]:
+        """Retire the journal segments the newest durable snapshot covers (archived or deleted
+        by ``journal_retention``); the names retired. A failure is logged, not fatal: the
+        journal is only longer than it needs to be until the next try."""
+        try:
+            return await asyncio.to_thread(
+                retire_journal,
+                self.journal,
+                self.data_dir,
+                self.config.journal_retention,
+            )
+        except Exception:
+            log.exception("retiring journal segments failed; trying again later")
+            return []
+
+    async def _retire_journal_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(JOURNAL_RETIRE_EVERY_SECONDS)
+            await self.retire_journal()
+
     # ================================================================== running
     async def submit(self, command: Command) -> Any:
         """Run one command through the sequencer; the result once it is durable."""
@@ -529,7 +577,11 @@ class Venue:
         """Stop intake, drain, snapshot, close the logs."""
         if self._housekeeping_task is not None:
             self._housekeeping_task.cancel()
+        if self._retire_task is not None:
+            self._retire_task.cancel()
         await self.sequencer.stop()
+        if not self.sequencer.failed.is_set():
+            await self.retire_journal()  # what the final snapshot covers
         await asyncio.to_thread(self.journal.close)
         await asyncio.to_thread(self.ledger.close)
 

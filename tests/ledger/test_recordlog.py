@@ -935,3 +935,56 @@ def test_fail_detached_fails_waiters_later_waits_and_appends(tmp_path: Path) -> 
     with RecordLog.open(tmp_path, segment_max_bytes=400) as reopened:
         assert [payload for _, payload in reopened.records()] == items
         assert reopened.append_and_wait(b"recovered", timeout=5) == 4
+
+
+# ---- retirement (issue 11: the journal's segments before a durable snapshot) -----------------
+
+
+def _filled_log(directory, count: int) -> RecordLog:
+    log = RecordLog.open(directory, segment_max_bytes=200)
+    for number in range(count):
+        log.append_and_wait(f"record {number:04d}".encode())
+    return log
+
+
+def test_retiring_segments_keeps_record_numbers_and_survives_an_interrupted_retirement(
+    tmp_path,
+) -> None:
+    directory, archive = tmp_path / "log", tmp_path / "archive"
+    log = _filled_log(directory, 60)
+    segments_before = sorted(path.name for path in directory.glob("*.seg"))
+    assert len(segments_before) > 4
+    retired = log.retire_segments_before(33, archive)
+    assert retired and retired == segments_before[: len(retired)]
+    assert sorted(path.name for path in archive.glob("*.seg")) == retired
+    first = log.first_record
+    assert 0 < first <= 33
+    assert [number for number, _ in log.records(first)] == list(range(first, 60))
+    with pytest.raises(RecordNotFoundError, match="retired"):
+        log.read(first - 1)
+    assert log.retire_segments_before(33, archive) == []  # nothing more to retire
+    log.append_and_wait(b"after")
+    log.close()
+
+    # A crash after RETIRED was written but before a segment was moved leaves it behind: it is
+    # ignored by opening and scanning, and retired by the next call.
+    leftover = archive / retired[-1]
+    os.rename(leftover, directory / leftover.name)
+    log = RecordLog.open(directory, segment_max_bytes=200)
+    assert log.first_record == first and log.durable_count == 61
+    assert [record.record_number for record in LogScanner(directory)] == list(range(first, 61))
+    assert log.read(60) == b"after"
+    assert log.retire_segments_before(first) == [leftover.name]  # deleted this time
+    assert not (directory / leftover.name).exists()
+    log.close()
+
+
+def test_a_missing_segment_after_retirement_is_refused_not_skipped(tmp_path) -> None:
+    directory = tmp_path / "log"
+    log = _filled_log(directory, 40)
+    log.retire_segments_before(20)
+    first = log.first_record
+    log.close()
+    (directory / f"{first:020d}.seg").unlink()
+    with pytest.raises(RecordLogCorruptError, match=f"record {first}"):
+        RecordLog.open(directory, segment_max_bytes=200)

@@ -70,6 +70,13 @@ def recover(data_dir: Path, journal: RecordLog, ledger: Ledger) -> tuple[Exchang
         _seq, state = snapshot
         exchange = Exchange.restore(state)
         expected_blocks = state["ledger_blocks"]
+    if journal.first_record > exchange.seq:
+        raise RecoveryError(
+            f"recovery must replay the journal from record {exchange.seq} (the newest snapshot "
+            f"is at seq {exchange.seq}), but records before {journal.first_record} were retired "
+            "after a newer snapshot that is now missing; restore that snapshot, or the retired "
+            "segments from journal-archive/ into journal/ (then delete journal/RETIRED)"
+        )
     if journal.durable_count < exchange.seq:
         raise RecoveryError(
             f"snapshot is at seq {exchange.seq} but the journal holds only "

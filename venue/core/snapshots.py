@@ -120,7 +120,25 @@ def load_latest_snapshot(directory: Path) -> tuple[int, dict[str, Any]] | None:
     return seq, state
 
 
-def _read_checked(path: Path) -> tuple[int, Any]:
+def newest_intact_snapshot_seq(directory: Path) -> int | None:
+    """The seq of the newest snapshot, once its checksum is checked (its body is not decoded);
+    None if there is none. ``SnapshotError`` if it is corrupt.
+
+    What the journal may be retired up to (``venue.core.journal.retire_journal``): the file
+    exists under its final name only once it is durable (``_write_checked``), and the checksum
+    shows it is still whole, so recovery can start from it.
+    """
+    snapshots = list_snapshots(directory)
+    if not snapshots:
+        return None
+    seq, _body = _checked_body(snapshots[-1])
+    if int(_NAME.fullmatch(snapshots[-1].name).group(1)) != seq:
+        raise SnapshotError(f"{snapshots[-1]}: header seq {seq} does not match the file name")
+    return seq
+
+
+def _checked_body(path: Path) -> tuple[int, bytes]:
+    """``(seq, body bytes)`` of a snapshot or archive file whose checksum matches."""
     data = path.read_bytes()
     header_line, _, body = data.partition(b"\n")
     try:
@@ -129,6 +147,14 @@ def _read_checked(path: Path) -> tuple[int, Any]:
             raise SnapshotError(f"{path}: unknown snapshot format {header.get('format')!r}")
         if hashlib.sha256(body).hexdigest() != header["sha256"]:
             raise SnapshotError(f"{path}: checksum mismatch; refusing a corrupt snapshot")
-        return header["seq"], msgspec.json.decode(body)
-    except (ValueError, KeyError, TypeError, AttributeError, msgspec.DecodeError) as exc:
+        return header["seq"], body
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SnapshotError(f"{path}: unreadable snapshot: {exc}") from None
+
+
+def _read_checked(path: Path) -> tuple[int, Any]:
+    seq, body = _checked_body(path)
+    try:
+        return seq, msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
         raise SnapshotError(f"{path}: unreadable snapshot: {exc}") from None
