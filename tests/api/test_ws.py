@@ -568,3 +568,29 @@ def test_a_plain_get_is_refused_with_a_problem_document(server):
         urllib.request.urlopen(server.base_url + "/v1/ws", timeout=10)
     problem = msgspec.json.decode(refused.value.read())
     assert refused.value.code == 400 and problem["code"] == "validation.bad_parameter"
+
+
+def test_idle_and_never_logged_in_connections_are_closed_with_their_codes(server, clients):
+    gateway = server.call(lambda: server.app[WS_KEY])
+    server.call(setattr, gateway, "idle_timeout_s", 0.3)
+    server.call(setattr, gateway, "login_timeout_s", 0.3)
+
+    async def flow():
+        async with clients("P-BRK1") as broker:
+            login = VenueSocket(broker).login_params()
+        async with connect(_ws_url(server)) as never:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(never.recv(), 10)
+        async with connect(_ws_url(server)) as idle:
+            await _raw_call(idle, {"id": 1, "method": "login", "params": login})
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(idle.recv(), 10)
+        return (never.close_code, never.close_reason), (idle.close_code, idle.close_reason)
+
+    try:
+        never, idle = run(flow())
+    finally:
+        server.call(setattr, gateway, "idle_timeout_s", type(gateway).idle_timeout_s)
+        server.call(setattr, gateway, "login_timeout_s", type(gateway).login_timeout_s)
+    assert never == (4000, "log in first")
+    assert idle[0] == 4001 and idle[1].startswith("idle")

@@ -278,6 +278,7 @@ class Session:
         self.private_seq = {"orders": 0, "fills": 0}
         self.tasks: set[asyncio.Task] = set()
         self.closing = False
+        self.close_task: asyncio.Task | None = None
         self._queue: deque[bytes] = deque()
         self._ready = asyncio.Event()
         self.writer = asyncio.get_running_loop().create_task(self._write())
@@ -330,7 +331,7 @@ class Session:
         self.closing = True
         self._queue.clear()
         self.writer.cancel()
-        task = asyncio.get_running_loop().create_task(self._close(code, reason))
+        task = self.close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
         self.gateway.background.add(task)
         task.add_done_callback(self.gateway.background.discard)
 
@@ -495,6 +496,8 @@ class WsGateway:
                 task = asyncio.get_running_loop().create_task(self._cancel_on_disconnect(session))
                 self.background.add(task)
                 task.add_done_callback(self.background.discard)
+            if session.close_task is not None:  # our close frame, not aiohttp's 1000 on return
+                await asyncio.shield(session.close_task)
         return ws
 
     def _forget(self, session: Session) -> None:
