@@ -122,7 +122,10 @@ from ledger.recordlog import (
 from ledger.recovery import ChainIndex, rebuild
 from ledger.state_file import (
     STATE_FILE_NAME,
+    STATE_MAX_RECORDS,
     LedgerState,
+    StateFileTail,
+    append_state_file,
     read_state_file,
     state_mac_key,
     write_state_file,
@@ -174,6 +177,8 @@ class Ledger:
         # How many blocks opening took from the state file rather than scanning (0: none).
         self.opened_from_state = 0
         self._state_size = 0  # blocks covered by the newest state file this process saved
+        # Where the next save appends (None: rewrite the state file whole): ledger.state_file.
+        self._state_tail: StateFileTail | None = None
         self._chain = ChainIndex()  # guarded by _lock
         # In height order, parallel to _chain.key_starts: each key's private key (None for keys
         # retired before this process opened the ledger).
@@ -270,13 +275,15 @@ class Ledger:
         set aside and the ledger rebuilt from every block, so damage in the blocks is still
         named by the full scan.
         """
-        state = read_state_file(self.directory, state_mac_key(signing_key), covered, self._blocks)
-        if state is not None:
+        found = read_state_file(self.directory, state_mac_key(signing_key), covered, self._blocks)
+        if found is not None:
+            state, tail = found
             try:
                 self._adopt_chain(rebuild(self._blocks, state))
                 self._adopt_origin(origin)
                 latest = self._newest_checkpoint()
                 self.opened_from_state = state.size
+                self._state_tail = tail
                 return latest
             except LedgerCorruptError as error:
                 logger.warning("ledger state file not used, scanning every block: %s", error)
@@ -710,8 +717,10 @@ class Ledger:
         of the appends' way: the lock is held only to note the height, the balances and how
         many trades there are; the trade list and leaf hashes below that are append-only, so
         ``write_state_file`` reads their prefixes piece by piece after, without the lock and
-        without copying them whole, pausing between pieces. A failure is logged, not fatal:
-        the file only speeds up opening.
+        without copying them whole, pausing between pieces. Appends what changed since the last
+        save (``append_state_file``) when it can, so a save costs the blocks since the last one,
+        not the whole ledger; rewrites the file whole otherwise (see ``ledger.state_file``). A
+        failure is logged, not fatal: the file only speeds up opening.
         """
         with self._lock:
             chain = self._chain
@@ -739,8 +748,22 @@ class Ledger:
                 trade_heights=chain.trade_order_heights,
                 leaf_hashes=chain.leaf_hashes,
             )
-            write_state_file(self.directory, state, mac_key, trade_count)
+            tail = self._state_tail
+            if tail is not None and tail.size == size and tail.mac_key == mac_key:
+                pass  # nothing new since the last save
+            elif (
+                tail is not None
+                and tail.mac_key == mac_key
+                and tail.size < size
+                and tail.records < STATE_MAX_RECORDS
+            ):
+                self._state_tail = append_state_file(
+                    self.directory, tail, state, mac_key, trade_count
+                )
+            else:
+                self._state_tail = write_state_file(self.directory, state, mac_key, trade_count)
         except (OSError, RecordLogError, LedgerError) as error:
+            self._state_tail = None  # the file is in doubt: the next save rewrites it whole
             logger.warning("ledger state file not saved: %s", error)
             return
         self._state_size = size
