@@ -443,6 +443,7 @@ class Exchange:
         except VenueError:
             return
         book = self.books[symbol]
+        cancelled = False
         for order in list(self.open_orders.values()):
             if not (order.symbol == symbol and order.side == "buy"):
                 continue
@@ -455,8 +456,11 @@ class Exchange:
                 order.close("canceled", reason, ts)
                 self.accounts.release(order.order_id)
                 del self.open_orders[order.order_id]
+                cancelled = True
                 if self.emit_events:
                     events.append(order_event(self.order_report(order)))
+        if cancelled and self.emit_events:
+            events.append(book_event(symbol))
 
     # ====================================================================== integrity
     def validate(self) -> None:

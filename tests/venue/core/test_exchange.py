@@ -22,6 +22,7 @@ from venue.core.commands import (
     Withdraw,
 )
 from venue.core.exchange import Exchange
+from venue.core.order_entry import trade_date
 from venue.core.risk import FEE_ACCOUNT
 from venue.domain import demo
 from venue.errors import VenueError
@@ -221,6 +222,28 @@ def test_factor_increase_re_reserves_resting_buys(driver: Driver) -> None:
     order = driver.exchange.orders[report["order_id"]]
     assert order.is_open
     assert driver.exchange.accounts.reservation_of(order.order_id) > report["reserved"]
+
+
+def test_a_buy_cancelled_by_a_factor_increase_is_a_book_change(driver: Driver) -> None:
+    """The largest buy P-BRK1 can afford at the current factor cannot be covered at 1.0: the
+    factor update cancels it, and says the book changed (market data follows the book)."""
+    exchange = driver.exchange
+    instrument = exchange.instruments[SENIOR]
+    segment = exchange.participants["P-BRK1"].segment
+    day = trade_date(driver.ts)
+    cash = exchange.accounts.available("P-BRK1", "CNY")
+
+    def need(lots: int) -> int:
+        return exchange.reservation_rule.buy_need(instrument, segment, 1_001_250, lots * 10, day)
+
+    low, high = 1, 10**7  # the largest affordable number of 10-unit lots, by bisection
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if need(middle) <= cash else (low, middle - 1)
+    report = driver.result(buy("P-BRK1", "b1", 1_001_250, low * 10))
+    outcome = driver.apply(UpdateFactor(SENIOR, 1_000_000))
+    assert exchange.orders[report["order_id"]].status == "canceled"
+    assert ("book", SENIOR) in outcome.events
 
 
 def test_halted_instrument_refuses_orders_but_allows_cancels(driver: Driver) -> None:
