@@ -87,6 +87,33 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> 
     raise SystemExit(f"{url} did not come up")
 
 
+def start_venue(data_dir: Path, port: int) -> subprocess.Popen:
+    """``venue serve`` in its own process on ``data_dir`` (a fresh one: the demo is seeded) at
+    127.0.0.1:``port``, the per-key rate limit raised out of the benchmark's way."""
+    environment = {
+        **os.environ,
+        "VENUE_API_RATE_LIMIT_PER_SECOND": "10000000",
+        "VENUE_API_RATE_LIMIT_BURST": "10000000",
+        "VENUE_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "venue.cli", "serve", "--data-dir", str(data_dir), "--host",
+         "127.0.0.1", "--port", str(port)],
+        cwd=ROOT, env=environment,
+    )  # fmt: skip
+
+
+def stop(*processes: subprocess.Popen) -> None:
+    """SIGTERM each (a clean stop), then wait; killed if one has not stopped in 30 s."""
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def hello_server(port: int) -> None:
     """The baseline: a minimal aiohttp app answering a JSON POST (run in its own process)."""
     from aiohttp import web
@@ -127,29 +154,40 @@ class Orders:
         return self.instrument.format_price(ticks)
 
 
-async def closed_loop(clients, seconds: float, tasks: int, orders: list[Orders] | None = None):
-    """``tasks`` tasks sending back to back for ``seconds``: orders (one mix per task) or, with
-    no ``orders``, the hello request; ``(answered 2xx, refused)``."""
+async def closed_tasks(seconds: float, tasks: int, step) -> tuple[int, int]:
+    """``tasks`` tasks, each awaiting ``step(number)`` back to back for ``seconds``:
+    ``(steps that succeeded, steps refused with VenueAPIError)``. The closed loop of every
+    API benchmark (``bench_ws.py`` drives it with WebSocket commands)."""
     done = refused = 0
     stop_at = time.perf_counter() + seconds
 
     async def task(number: int) -> None:
         nonlocal done, refused
-        first, second = clients[number % 2], clients[(number + 1) % 2]
         while time.perf_counter() < stop_at:
             try:
-                if orders is None:
-                    await first.request("POST", "/hello", Hello, body=_HELLO_BODY)
-                else:
-                    by_first, arguments = orders[number].next()
-                    client = first if by_first else second
-                    await client.place_order(SYMBOL, qty="10", **arguments)
+                await step(number)
                 done += 1
             except VenueAPIError:
                 refused += 1
 
     await asyncio.gather(*(task(n) for n in range(tasks)))
     return done, refused
+
+
+async def closed_loop(clients, seconds: float, tasks: int, orders: list[Orders] | None = None):
+    """``tasks`` tasks sending back to back for ``seconds``: orders (one mix per task) or, with
+    no ``orders``, the hello request; ``(answered 2xx, refused)``."""
+
+    async def step(number: int) -> None:
+        first, second = clients[number % 2], clients[(number + 1) % 2]
+        if orders is None:
+            await first.request("POST", "/hello", Hello, body=_HELLO_BODY)
+        else:
+            by_first, arguments = orders[number].next()
+            client = first if by_first else second
+            await client.place_order(SYMBOL, qty="10", **arguments)
+
+    return await closed_tasks(seconds, tasks, step)
 
 
 # The hello phase uses the same number of tasks and a body of the same shape and size.
@@ -166,29 +204,48 @@ _HELLO_BODY = {
 }
 
 
-async def paced(clients, rate: float, seconds: float, orders: list[Orders]) -> list[float]:
-    """Orders scheduled at ``rate`` a second in all, round robin over the tasks; latency of
-    each from its scheduled send time (ms)."""
+async def paced_tasks(rate: float, seconds: float, tasks: int, step) -> list[float]:
+    """Steps scheduled at ``rate`` a second in all, round robin over ``tasks`` tasks (each
+    awaiting ``step(number)``, a refusal counted like an answer); the latency of each from its
+    *scheduled* send time (ms), so a stall delays every step behind it and is not hidden
+    (coordinated omission)."""
     latencies: list[float] = []
-    tasks = len(orders)
     interval = tasks / rate  # each task's own schedule
     start = time.perf_counter() + 0.1
     count = int(seconds * rate / tasks)
 
     async def task(number: int) -> None:
-        first, second = clients[number % 2], clients[(number + 1) % 2]
         for k in range(count):
             due = start + (k + number / tasks) * interval
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            by_first, arguments = orders[number].next()
             with contextlib.suppress(VenueAPIError):
-                await (first if by_first else second).place_order(SYMBOL, qty="10", **arguments)
+                await step(number)
             latencies.append((time.perf_counter() - due) * 1000)
 
     await asyncio.gather(*(task(n) for n in range(tasks)))
     return latencies
+
+
+async def paced(clients, rate: float, seconds: float, orders: list[Orders]) -> list[float]:
+    """Orders scheduled at ``rate`` a second in all, round robin over the tasks; latency of
+    each from its scheduled send time (ms)."""
+
+    async def step(number: int) -> None:
+        first, second = clients[number % 2], clients[(number + 1) % 2]
+        by_first, arguments = orders[number].next()
+        await (first if by_first else second).place_order(SYMBOL, qty="10", **arguments)
+
+    return await paced_tasks(rate, seconds, len(orders), step)
+
+
+async def instrument_of(client: VenueClient, symbol: str) -> Instrument:
+    """The venue's instrument ``symbol`` (for its price formatting), from its REST view."""
+    view = msgspec.structs.asdict(await client.instrument(symbol))
+    for extra in ("band_lower", "band_upper", "factor_history"):
+        del view[extra]
+    return Instrument.from_wire(view)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -284,10 +341,7 @@ async def run(
                         session=session)
             for pid in ("P-MM1", "P-MM2")
         ]  # fmt: skip
-        view = msgspec.structs.asdict(await makers[0].instrument(SYMBOL))
-        for extra in ("band_lower", "band_upper", "factor_history"):
-            del view[extra]
-        instrument = Instrument.from_wire(view)
+        instrument = await instrument_of(makers[0], SYMBOL)
         orders = [Orders(n, instrument) for n in range(args.connections)]
         await closed_loop(makers, 1.0, args.connections, orders)  # warm-up
         before = snapshot_cpu(pids)
@@ -354,17 +408,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-rest-") as scratch:
         data_dir = Path(scratch) / "data"
         venue_port, hello_port = free_port(), free_port()
-        environment = {
-            **os.environ,
-            "VENUE_API_RATE_LIMIT_PER_SECOND": "10000000",
-            "VENUE_API_RATE_LIMIT_BURST": "10000000",
-            "VENUE_LOG_LEVEL": "WARNING",
-        }
-        venue = subprocess.Popen(
-            [sys.executable, "-m", "venue.cli", "serve", "--data-dir", str(data_dir), "--port",
-             str(venue_port)],
-            cwd=ROOT, env=environment,
-        )  # fmt: skip
+        venue = start_venue(data_dir, venue_port)
         hello = subprocess.Popen(
             [sys.executable, __file__, "--hello-server", str(hello_port)], cwd=ROOT
         )
@@ -379,13 +423,7 @@ def main() -> None:
                     credentials, pids)
             )  # fmt: skip
         finally:
-            for process in (venue, hello):
-                process.send_signal(signal.SIGTERM)
-            for process in (venue, hello):
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop(venue, hello)
 
 
 if __name__ == "__main__":

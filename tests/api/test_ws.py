@@ -256,9 +256,10 @@ def test_a_forced_gap_is_detected_and_repaired_by_resubscribing(server, clients)
             async with socket:
                 book = await socket.book(SENIOR)
                 deliver = socket._handlers[book.channel]
-                dropped = []
+                dropped, seen = [], []
 
                 def lossy(frame):  # lose the first update, as a network gap would
+                    seen.append(frame)
                     if frame["type"] == "update" and not dropped:
                         dropped.append(frame["seq"])
                         return
@@ -275,10 +276,18 @@ def test_a_forced_gap_is_detected_and_repaired_by_resubscribing(server, clients)
                 last_seq = server.call(lambda: server.app[WS_KEY].book_channels[SENIOR].seq)
                 await book.wait_for(lambda b: b.mirror.seq == last_seq and b.resyncs == 1)
                 rest_book = await public.book(SENIOR, depth=50)
-                return dropped, book, rest_book
+                return dropped, book, rest_book, seen
 
-    dropped, book, rest_book = run(flow())
+    dropped, book, rest_book, seen = run(flow())
     assert len(dropped) == 1 and book.resyncs == 1
+    # Updates carry the venue's publish time (Unix us, in seq order); snapshots do not.
+    updates = [frame for frame in seen if frame["type"] == "update"]
+    stamps = [frame["epoch_us"] for frame in updates]
+    assert len(updates) >= 3 and all(type(stamp) is int for stamp in stamps)
+    assert stamps == sorted(stamps) and [f["seq"] for f in updates] == sorted(
+        f["seq"] for f in updates
+    )
+    assert all("epoch_us" not in frame for frame in seen if frame["type"] == "snapshot")
     bids, asks = book.levels()
     assert bids == [(level.price, level.qty) for level in rest_book.bids]
     assert asks == [(level.price, level.qty) for level in rest_book.asks]

@@ -893,6 +893,9 @@ class WsGateway:
 
     @staticmethod
     def _broadcast(members: set[Session], message: dict[str, Any]) -> None:
+        """Send one public push to every subscriber, stamped ``epoch_us`` (Unix microseconds)
+        when the venue published it, so a subscriber can measure how late it receives it."""
+        message["epoch_us"] = time.time_ns() // 1000
         frame = _encode(message)  # encoded once for every subscriber
         for session in list(members):
             session.send(frame)
