@@ -194,6 +194,14 @@ class Authenticator:
         ):
             raise VenueError(ErrorCode.BAD_SIGNATURE, "the signature does not match the request")
         self.replays.check_and_remember(signature, int(timestamp), now_ms)
+        rate_headers = self.charge(key_id)
+        participant = self.exchange.participants[participant_id]
+        return Caller(participant, key_id, DEFAULT_SCOPES[participant.role]), rate_headers
+
+    def charge(self, key_id: str) -> dict[str, str]:
+        """Take one token from ``key_id``'s bucket: the rate-limit headers for the answer, or
+        ``RateLimited`` (``auth.rate_limited``) if it is empty. Signed REST requests and the
+        WebSocket API's requests after login (``venue/api/ws.py``) share the one bucket."""
         allowed, remaining, reset = self.limiter.take(key_id)
         rate_headers = self.limiter.headers(remaining, reset)
         if not allowed:
@@ -203,8 +211,7 @@ class Authenticator:
                 rate_headers,
                 reset,
             )
-        participant = self.exchange.participants[participant_id]
-        return Caller(participant, key_id, DEFAULT_SCOPES[participant.role]), rate_headers
+        return rate_headers
 
     def _public_key(self, key_id: str, credential: str) -> Ed25519PublicKey | None:
         """The loaded public key of an Ed25519 credential (cached: loading it costs more than

@@ -3,7 +3,8 @@
 One endpoint, ``GET /v1/ws``, on the REST API's server and event loop. A connection logs in
 once with a signed message checked by the REST API's own :class:`~venue.api.auth.Authenticator`
 (the same keys, clock window, replay guard and rate-limit bucket: the login is a signed
-``GET /v1/ws`` whose body is the nonce), then sends requests ``{"id", "method", "params"}`` and
+``GET /v1/ws`` whose body is the nonce; every request after it takes a token from the
+key's REST bucket too), then sends requests ``{"id", "method", "params"}`` and
 gets ``{"id", "result"}`` or ``{"id", "error": {"code", "message", ...}}`` with the REST API's
 stable codes, and pushes ``{"channel", "type", "seq", "data"}``.
 
@@ -560,6 +561,7 @@ class WsGateway:
             if caller.key_id not in self.exchange.credentials:
                 session.close_soon(CloseCode.KEY_REVOKED, "the session's API key was revoked")
                 raise VenueError(ErrorCode.UNKNOWN_API_KEY, "the session's key was revoked")
+            self.api.auth.charge(caller.key_id)  # the key's REST bucket: auth.rate_limited
             handler, _params_type, scope = spec
             if scope is not None and scope not in caller.scopes:
                 raise VenueError(
