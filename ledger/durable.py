@@ -349,6 +349,19 @@ class DurablePath:
         except BaseException as error:
             self.fail(self._blocks.fail_detached(error))
             self._fail_pending(())
+        finally:
+            writer.started.set()  # nobody waits for a child that has ended
+
+    def wait_started(self, timeout: float) -> None:
+        """With a writer process: wait until it has started (its interpreter is up and it can
+        sign and write), so that the first block after opening does not wait for it; raise the
+        path's failure if it ended instead."""
+        if self._writer is None:
+            return
+        if not self._writer.started.wait(timeout):
+            self.fail(WriterProcessError(f"the writer process did not start within {timeout} s"))
+        if self.failure is not None:
+            raise self.failure
 
     def _on_durable(self, handles: list[BlockHandle], error: BaseException | None) -> None:
         """Runs in the thread that learnt a batch is durable (or failed): the durable reader,

@@ -155,6 +155,7 @@ DEFAULT_ORIGIN = "abs-venue.example/ledger"
 # After a crash of the venue, its writer process commits what it holds and exits once it sees
 # its input end; opening the ledger meanwhile waits up to this long for the block log's lock.
 WRITER_EXIT_WAIT_SECONDS = 5.0
+WRITER_START_SECONDS = 60.0  # how long opening waits for the writer process to start
 # Blocks that bring in a signing key are the ledger's own to write (open, rotate_key).
 _WRITTEN_BY_THE_LEDGER = blocks.KEY_KINDS
 
@@ -261,6 +262,13 @@ class Ledger:
             ledger._checkpoints.close()
             raise
         ledger._start_stages(writer, latest)
+        try:
+            # The child's interpreter takes ~80 ms to start: wait for it here, so that the
+            # ledger is ready when open returns (and the first block does not wait for it).
+            ledger._durable.wait_started(WRITER_START_SECONDS)
+        except BaseException:
+            ledger.close()
+            raise
         return ledger
 
     def _recover(

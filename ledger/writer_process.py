@@ -32,6 +32,7 @@ Integers little-endian (offsets: native ``array("Q")`` bytes; both ends are this
        body        body_bytes    the encodings, back to back
     R  limit       u64       blocks numbered below ``limit`` may be written (the write gate)
 
+    S                        the child has started (sent once, first): ready to sign and write
     D  runs        u32       records now durable, one entry per write + fsync:
        per run: segment_first u64, size u64, count u32, offsets count x u64
     E  length      u32       a write or fsync failed (fatal): UTF-8 message; the child exits 1
@@ -130,6 +131,7 @@ class WriterProcess:
         self._input_fd = self._process.stdin.fileno()
         self._key: Ed25519PrivateKey | None = None
         self._released = position.next_record_number
+        self.started = threading.Event()  # set once the child has said it is ready
         self._sent = position.next_record_number  # the number the next block sent will have
 
     @property
@@ -178,6 +180,9 @@ class WriterProcess:
         Raises :class:`WriterProcessError` for a reported failure or a malformed report.
         """
         kind = self._read(1, at_boundary=True)
+        if kind == b"S":
+            self.started.set()
+            kind = self._read(1, at_boundary=True)
         if kind is None:
             return None
         if kind == b"E":
@@ -369,6 +374,10 @@ def main(argv: list[str]) -> int:
     )
     writer = SegmentWriter(position)
     committer = _Committer(writer)
+    try:
+        _write_out(b"S")  # ready: the parent's open waits for this
+    except OSError:
+        os._exit(0)  # the parent is gone
     buffer = bytearray()
     key: Ed25519PrivateKey | None = None
     # Signed frames not yet handed to the committer; the first is record number ``first``.

@@ -117,3 +117,14 @@ def test_the_writer_process_writes_only_what_the_gate_released(tmp_path: Path) -
     with RecordLog.open(tmp_path / "log") as reopened:
         assert reopened.durable_count == 2
         assert reopened.read(1).startswith(b"block-1")
+
+
+def test_opening_waits_until_the_writer_process_has_started(
+    tmp_path: Path, key: Ed25519PrivateKey
+) -> None:
+    """Its interpreter takes ~80 ms to start; a ledger that returned from open before that made
+    the first block after every start wait for it."""
+    with open_ledger(tmp_path / "ledger", key, signer="process") as ledger:
+        writer = ledger._durable._writer
+        assert writer is not None and writer.started.is_set()
+        assert writer._process.poll() is None  # and it is running, not ended
