@@ -249,8 +249,8 @@ class RestApi:
             except LedgerError as error:
                 code = error.code if error.code in ERROR_CODES else "ledger.error"
                 response = self._refusal(VenueError(code, str(error)), request, route)
-            except asyncio.CancelledError:
-                raise
+            except (asyncio.CancelledError, ConnectionResetError):
+                raise  # (the client went away mid-request: aiohttp drops it quietly)
             except Exception:
                 log.exception("internal error answering %s %s", request.method, route.path)
                 error = VenueError(ErrorCode.INTERNAL_ERROR, "the venue failed to answer")
