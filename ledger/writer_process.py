@@ -150,6 +150,15 @@ class WriterProcess:
         was released before. Blocks while the pipe is full (the child is busy). Raises
         :class:`WriterProcessError` naming the child's exit status if it has died."""
         message = []
+        sent = self._sent + len(encodings)
+        if release is None:
+            release = sent
+        # The gate's message goes first: the child then hands this batch's released blocks to
+        # its commit thread as soon as the batch is signed (committing overlaps the signing of
+        # what follows), not only once it has signed everything it has read (up to 1 MiB).
+        if release > self._released:
+            message.append(b"R" + LIMIT.pack(release))
+            self._released = release
         if encodings:
             if key is not self._key:
                 message.append(b"K" + private_key_bytes(key))
@@ -159,12 +168,7 @@ class WriterProcess:
             message.append(struct.pack(f"<{len(lengths)}I", *lengths))
             message.extend(hashes)
             message.extend(encodings)
-            self._sent += len(encodings)
-        if release is None:
-            release = self._sent
-        if release > self._released:
-            message.append(b"R" + LIMIT.pack(release))
-            self._released = release
+            self._sent = sent
         if not message:
             return
         try:
