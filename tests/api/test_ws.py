@@ -396,14 +396,22 @@ def test_a_slow_consumer_is_dropped_and_counted_while_another_client_is_unaffect
     price = _prices(server, SENIOR)
     before = _metric(server, "venue_ws_dropped_consumers_total")
     server.call(setattr, gateway, "send_queue_limit", 200)
+    # Small kernel buffers on both ends, set before the connection exists (a receive buffer
+    # shrunk after the handshake keeps the large window it advertised): the backlog then
+    # reaches the venue's send queue within a few hundred frames, however loaded the machine.
+    server.call(setattr, gateway, "socket_send_buffer", 4096)
 
     async def flow():
         async with clients("P-MM1") as mm1, clients("P-MM2") as mm2:
             login = VenueSocket(mm1).login_params()
             # A client that stops reading: websockets buffers 4 frames, then TCP fills up.
-            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            slow = await connect(_ws_url(server), sock=sock, max_queue=4, close_timeout=1)
+            sock.connect(("127.0.0.1", server.port))
+            # no keepalive pings of its own: the only close can be the venue's
+            slow = await connect(
+                _ws_url(server), sock=sock, max_queue=4, close_timeout=1, ping_interval=None
+            )
             await _raw_call(slow, {"id": 1, "method": "login", "params": login})
             await slow.send(
                 json.dumps(
@@ -418,7 +426,7 @@ def test_a_slow_consumer_is_dropped_and_counted_while_another_client_is_unaffect
                         await asyncio.gather(*(slow.send(ping) for _ in range(1000)))
                     except ConnectionClosed:
                         break
-                await slow.wait_closed()
+                await asyncio.wait_for(slow.wait_closed(), 30)
                 quote = await healthy.mass_quote(SENIOR, "after-drop", bids=[(price(-50), "70")])
                 last_seq = server.call(lambda: gateway.book_channels[SENIOR].seq)
                 await book.wait_for(lambda b: b.mirror.seq == last_seq)
@@ -433,6 +441,7 @@ def test_a_slow_consumer_is_dropped_and_counted_while_another_client_is_unaffect
         mm1_sessions, quote, bids, resyncs = run(flow())
     finally:
         server.call(setattr, gateway, "send_queue_limit", type(gateway).send_queue_limit)
+        server.call(setattr, gateway, "socket_send_buffer", type(gateway).socket_send_buffer)
     assert _metric(server, "venue_ws_dropped_consumers_total") == before + 1
     assert mm1_sessions == []  # the slow session is gone (its connection closed: wait_closed)
     assert quote["orders"][0]["ord_status"] == "new"
