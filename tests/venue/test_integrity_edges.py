@@ -131,8 +131,11 @@ def audit(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def last_command(crashed: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[int, bool]:
-    """The crashed journal's last record number, and whether that command put blocks on the
-    ledger (learnt from an intact copy, which is then thrown away)."""
+    """The crashed journal's last record number, and whether that command's blocks were on the
+    crashed ledger (learnt from an intact copy, which is then thrown away). A command whose
+    journal record was durable at the kill may still have had its blocks held back (the ledger's
+    write gate releases them only then): recovery appends them again, and then they were not on
+    the crashed ledger."""
     record = last_record(crashed / "journal")
     _seq, _ts, command = decode_record(record.payload)
     intact = tmp_path_factory.mktemp("intact") / "data"
@@ -142,10 +145,12 @@ def last_command(crashed: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
         if command.to_record()["type"] != "place_order":
             return False  # a cancel puts nothing on the ledger
         order_id = venue.exchange.client_orders[(command.participant, command.client_order_id)]
+        on_crashed_ledger = venue.recovery["ledger_blocks"] - venue.recovery["reappended_blocks"]
+        heights = [venue.ledger.find_fill(trade) for trade in venue.exchange.orders[order_id].fills]
         return any(
-            venue.ledger.block(venue.ledger.find_fill(trade)).block.payload["taker_order_id"]
-            == order_id
-            for trade in venue.exchange.orders[order_id].fills
+            height < on_crashed_ledger
+            and venue.ledger.block(height).block.payload["taker_order_id"] == order_id
+            for height in heights
         )
 
     has_blocks = open_venue(intact, blocks_of_the_last_command)
