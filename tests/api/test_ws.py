@@ -535,6 +535,13 @@ def test_malformed_messages_get_error_codes_and_change_nothing(server, clients):
                         },
                     }
                 ),
+                "quote id with a space": json.dumps(
+                    {
+                        "id": 13,
+                        "method": "mass_quote",
+                        "params": {"symbol": MEZZ, "quote_id": "a b", "bids": [[price(-1), "10"]]},
+                    }
+                ),
                 "unknown channel": json.dumps(
                     {"id": 10, "method": "subscribe", "params": {"channels": ["orders", "nope"]}}
                 ),
@@ -567,6 +574,7 @@ def test_malformed_messages_get_error_codes_and_change_nothing(server, clients):
         "off-tick price": "validation.price_off_tick",
         "unknown symbol": "validation.unknown_instrument",
         "bad quote": "matching.bad_quote",
+        "quote id with a space": "validation.bad_parameter",
         "unknown channel": "validation.bad_parameter",
         "lone surrogate": "validation.malformed_json",
         "oversized": "validation.body_too_large",

@@ -76,10 +76,13 @@ Asset = Annotated[
         description="'CNY' for cash, else an instrument symbol.",
     ),
 ]
+# Characters that need no escaping in a URL path: what client-chosen ids may hold, so that every
+# such id can be looked up by its path (``/v1/orders/by-client-id/{id}``).
+URL_SAFE_CHARACTERS = "A-Za-z0-9._~:@!$&'()*+,;=-"
 ClientOrderId = Annotated[
     str,
     Meta(
-        pattern=r"^[A-Za-z0-9._~:@!$&'()*+,;=-]{1,64}$",
+        pattern=rf"^[{URL_SAFE_CHARACTERS}]{{1,64}}$",
         description="1-64 characters that need no escaping in a URL path (letters, digits and "
         "._~:@!$&'()*+,;=-); unique per participant.",
         examples=["my-order-0001"],

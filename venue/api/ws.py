@@ -117,7 +117,8 @@ QuoteLevel = tuple[schemas.Decimal, schemas.Units]
 
 
 class MassQuoteParams(schemas.Request):
-    quote_id: Annotated[str, Meta(min_length=1, max_length=48)]
+    # its orders' client_order_ids are <quote_id>.b1 ...: the same characters as REST's
+    quote_id: Annotated[str, Meta(pattern=rf"^[{schemas.URL_SAFE_CHARACTERS}]{{1,48}}$")]
     symbol: schemas.Symbol
     bids: Annotated[list[QuoteLevel], Meta(max_length=10)] = []
     asks: Annotated[list[QuoteLevel], Meta(max_length=10)] = []
