@@ -51,6 +51,8 @@ from ledger.keys import (
     ensure_public_key_file,
     generate_private_key,
     load_private_key,
+    private_key_bytes,
+    public_key_bytes,
     save_private_key,
 )
 from ledger.ledger import Ledger
@@ -66,9 +68,12 @@ from venue.core.commands import (
     CancelAll,
     Command,
     Deposit,
+    Distribute,
     ExpireDay,
     IssueApiKey,
+    ListDeal,
     ListInstrument,
+    PublishPoolReport,
     RevokeApiKey,
     RollCouponPeriod,
 )
@@ -432,12 +437,15 @@ class Venue:
         log.info("seeded demo data", extra={"credentials_file": credentials_file})
 
     async def _seed_demo(self) -> list[dict[str, Any]]:
-        """First start: list the demo deal, admit and fund the demo participants; their
-        credentials."""
+        """First start: list the demo deal's tranches as they stood a year before ``demo.AS_OF``,
+        admit the demo participants and the deal's servicer, list the deal and replay its year
+        of servicer reports and payment dates (``demo.servicer_history``, signed with a report
+        key made here), then fund the participants; their credentials (the servicer's with its
+        ``report_signing_key``, 64 hex, so a demo user can publish the next report)."""
         credentials = []
-        for instrument in demo.INSTRUMENTS:
+        for instrument in demo.listing_instruments():
             await self.submit(ListInstrument(instrument))
-        for participant in demo.PARTICIPANTS:
+        for participant in (*demo.PARTICIPANTS, demo.SERVICER):
             credentials.append(
                 await self.admit(
                     participant["participant_id"],
@@ -446,6 +454,19 @@ class Venue:
                     participant["role"],
                 )
             )
+        report_key = generate_private_key()
+        credentials[-1]["report_signing_key"] = private_key_bytes(report_key).hex()
+        await self.submit(
+            ListDeal(demo.deal_terms(public_key_bytes(report_key).hex()), demo.POOL_AT_LISTING)
+        )
+        history = demo.servicer_history()
+        servicer = str(demo.SERVICER["participant_id"])
+        collected = sum(line.collected for period in history for line in period.lines)
+        await self.submit(Deposit(servicer, "CNY", collected))  # what the year remits
+        for period, (report, lines) in zip(history, demo.signed_reports(report_key, history),
+                                           strict=True):  # fmt: skip
+            await self.submit(PublishPoolReport(servicer, report, lines))
+            await self.submit(Distribute(demo.DEAL_ID, period.period))
         for participant_id, asset, amount in demo.FUNDING:
             await self.submit(Deposit(participant_id, asset, amount))
         return credentials

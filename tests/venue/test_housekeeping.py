@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from ledger.audit import verify_ledger
-from tests.venue.core.helpers import venue_config
+from tests.venue.core.helpers import demo_setup_commands, venue_config
 from venue.core.commands import PlaceOrder
 from venue.core.exchange import trade_date
 from venue.service import Venue, last_session_end
@@ -35,8 +35,11 @@ def test_stale_day_orders_expire_and_due_coupon_rolls_are_settled_on_the_ledger(
     data_dir = tmp_path / "data"
 
     async def scenario() -> None:
-        venue = await Venue.open(venue_config(data_dir))
+        # the demo without its deal: a coupon roll of a deal tranche waits for its distribution
+        venue = await Venue.open(venue_config(data_dir, seed_demo=False))
         try:
+            for command in demo_setup_commands():
+                await venue.submit(command)
             day_order = await venue.submit(
                 PlaceOrder(
                     "P-BRK1", "day-1", SENIOR, "buy", "limit", 1_000_000, 10, time_in_force="day"

@@ -23,7 +23,12 @@ from venue.domain import demo
 from venue.service import STAGING, STAGING_COMPLETE, Venue, VenueStartupError
 
 ROOT = Path(__file__).resolve().parents[2]
-SEED_COMMANDS = len(demo.INSTRUMENTS) + len(demo.PARTICIPANTS) + len(demo.FUNDING)
+# listings, admissions (the deal's servicer too), the deal, the servicer's cash for the year,
+# each period's report and distribution, the funding
+SEED_COMMANDS = (
+    len(demo.INSTRUMENTS) + len(demo.PARTICIPANTS) + 1 + 2 + 2 * demo.HISTORY_PERIODS
+    + len(demo.FUNDING)
+)  # fmt: skip
 
 # Run in a child: open (first start, seeding) a venue in DATA_DIR and SIGKILL itself at the
 # named moment: after the Nth seed command is acknowledged, after the Nth entry of the finished
@@ -91,7 +96,8 @@ def assert_fully_seeded(data_dir: Path) -> None:
         try:
             exchange = venue.exchange
             assert sorted(exchange.instruments) == sorted(i["symbol"] for i in demo.INSTRUMENTS)
-            participant_ids = sorted(p["participant_id"] for p in demo.PARTICIPANTS)
+            participants = (*demo.PARTICIPANTS, demo.SERVICER)
+            participant_ids = sorted(p["participant_id"] for p in participants)
             assert sorted(exchange.participants) == participant_ids
             for participant_id, asset, amount in demo.FUNDING:  # funded once, not twice
                 assert exchange.accounts.balances[(participant_id, asset)] == amount
@@ -120,7 +126,8 @@ def assert_fully_seeded(data_dir: Path) -> None:
     ("moment", "number"),
     [
         ("command", 1),  # the first listing acknowledged
-        ("command", 9),  # every participant admitted, nobody funded
+        ("command", 10),  # every participant admitted, the deal not listed, nobody funded
+        ("command", 15),  # in the middle of the deal's year: period 2 reported, not distributed
         ("command", SEED_COMMANDS),  # every command acknowledged, no credentials file yet
         ("rename", 1),  # the seed complete, the first of its entries moved into place
         ("rename", 3),

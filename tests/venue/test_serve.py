@@ -105,8 +105,13 @@ def test_serve_seeds_reports_health_and_stops_cleanly_on_sigterm(tmp_path: Path)
     assert stat.S_IMODE(os.stat(credentials).st_mode) == 0o600
     participants = json.loads(credentials.read_text())["participants"]
     roles = sorted(p["role"] for p in participants)
-    assert roles == ["broker", "broker", "clerk", "market_maker", "market_maker", "operator"]
-    assert {p["segment"] for p in participants if p["role"] != "clerk"} >= {"interbank", "exchange"}
+    assert roles == [
+        "broker", "broker", "clerk", "market_maker", "market_maker", "operator", "servicer"
+    ]  # fmt: skip
+    assert {p["segment"] for p in participants if p["role"] not in ("clerk", "servicer")} >= {
+        "interbank",
+        "exchange",
+    }
     assert all(p["key_id"] and len(p["secret"]) >= 32 for p in participants)
 
     # a restart recovers the same state and does not seed again (SIGINT stops it too)

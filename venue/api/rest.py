@@ -851,6 +851,7 @@ ROUTES: tuple[Route, ...] = (
           errors=(E.UNKNOWN_INSTRUMENT,), path_params=_SYMBOL_PARAM),
     Route("POST", "/v1/admin/instruments/{symbol}/factor", admin_factor,
           "Publish a new pool factor", "admin", scope=ADMIN, body=schemas.FactorRequest,
-          response=schemas.InstrumentView, errors=_ADMIN_INSTRUMENT, path_params=_SYMBOL_PARAM),
+          response=schemas.InstrumentView, errors=(*_ADMIN_INSTRUMENT, E.FACTOR_FROM_WATERFALL),
+          path_params=_SYMBOL_PARAM),
 )
 # fmt: on
