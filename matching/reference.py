@@ -18,6 +18,7 @@ exception. ``restore`` also accepts ``post_only`` as the ints 0/1, since snapsho
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import struct
 from collections.abc import Iterable, Iterator
@@ -106,6 +107,20 @@ class _RestingOrder:
         self.owner = owner
         self.post_only = post_only
         self.stp = stp
+
+
+def _pause_collections() -> bool:
+    """Pause the cyclic garbage collector; whether it was enabled (re-enable it after, if so).
+
+    SortedDict inserts and removes a key in two steps (its dict, then its sorted list, which can
+    allocate and so start a collection, whose callbacks may call back into this book): in between
+    the two disagree, as does a level just emptied and not yet dropped. The compiled book promises
+    re-entrant calls never see such a state; so does this one, by making each change to the levels
+    with the collector paused (nothing in it allocates before the pause).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    return enabled
 
 
 class OrderBook:
@@ -432,20 +447,31 @@ class OrderBook:
     def _rest(self, order: _RestingOrder) -> None:
         """Put ``order`` at the back of its price level."""
         book_side = self._bids if order.side == BUY else self._asks
-        level = book_side.get(order.price)
-        if level is None:
-            level = book_side[order.price] = {}
-        level[order.order_id] = order
-        self._orders[order.order_id] = order
+        enabled = _pause_collections()
+        try:
+            level = book_side.get(order.price)
+            if level is None:
+                book_side[order.price] = {order.order_id: order}
+            else:
+                level[order.order_id] = order
+            self._orders[order.order_id] = order
+        finally:
+            if enabled:
+                gc.enable()
 
     def _remove(self, order: _RestingOrder) -> None:
         """Take a resting order out of its level (dropping an emptied level) and the index."""
         book_side = self._bids if order.side == BUY else self._asks
-        level = book_side[order.price]
-        del level[order.order_id]
-        if not level:
-            del book_side[order.price]
-        del self._orders[order.order_id]
+        enabled = _pause_collections()
+        try:
+            level = book_side[order.price]
+            del level[order.order_id]
+            if not level:
+                del book_side[order.price]
+            del self._orders[order.order_id]
+        finally:
+            if enabled:
+                gc.enable()
 
     def _canonical_orders(self) -> Iterator[_RestingOrder]:
         """Bids best (highest) first, then asks best (lowest) first; FIFO within a level."""
