@@ -62,7 +62,6 @@ Public API::
 
 from __future__ import annotations
 
-import calendar
 import dataclasses
 import re
 from collections.abc import Mapping
@@ -71,6 +70,7 @@ from datetime import date
 from enum import StrEnum
 from functools import lru_cache
 
+from ledger.waterfall import add_months, following_coupon_date
 from venue.domain.money import (
     MAX_QTY,
     format_quantity,
@@ -622,14 +622,8 @@ class Instrument:
                 f"{self.symbol} has no coupon after {self.next_coupon_date} (maturity)",
                 symbol=self.symbol,
             )
-        step = 12 // self.coupon_frequency
-        end_of_month = _is_month_end(self.maturity_date)
-        candidate, steps_back = self.maturity_date, 1
-        while True:
-            earlier = add_months(self.maturity_date, -steps_back * step, end_of_month)
-            if earlier <= self.next_coupon_date:
-                return candidate
-            candidate, steps_back = earlier, steps_back + 1
+        return following_coupon_date(self.next_coupon_date, self.maturity_date,
+                                     self.coupon_frequency)  # fmt: skip
 
     def with_next_coupon_period(self) -> Instrument:
         """Roll the accrual period: accrual_start = next_coupon_date, next = the following date.
@@ -646,21 +640,6 @@ class Instrument:
 
 
 _FIELD_NAMES = tuple(field.name for field in dataclasses.fields(Instrument))
-
-
-def _is_month_end(day: date) -> bool:
-    return day.day == calendar.monthrange(day.year, day.month)[1]
-
-
-def add_months(day: date, months: int, end_of_month: bool = False) -> date:
-    """``day`` moved by whole months; a missing day (31 Apr) clamps to the month's last day.
-
-    With ``end_of_month`` the result is always the last day of the target month.
-    """
-    month_index = day.year * 12 + day.month - 1 + months
-    year, month = divmod(month_index, 12)
-    last_day = calendar.monthrange(year, month + 1)[1]
-    return date(year, month + 1, last_day if end_of_month else min(day.day, last_day))
 
 
 _ENUM_FIELDS = (

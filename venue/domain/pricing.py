@@ -88,9 +88,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from fractions import Fraction
 from functools import lru_cache
 
+from ledger.waterfall import days_30_360 as days_30_360  # re-exported: the venue's names
+from ledger.waterfall import (
+    divide_rounding_half_away,
+    year_fraction,
+)
+from ledger.waterfall import round_half_away_from_zero as round_half_away_from_zero
 from venue.domain.instruments import (
     COUPON_RATE_PLACES,
     FACTOR_SCALE,
@@ -113,53 +118,9 @@ ROUNDING_ALLOWANCE_FEN_PER_UNIT = 2  # see "Buy reservations" in the module docs
 FEE_BPS_PLACES = 2  # wire fee rates: basis points with up to 2 places (= ppm)
 
 
-def round_half_away_from_zero(value: Fraction) -> int:
-    """Nearest integer; an exact half goes away from zero (half up for non-negative values)."""
-    return _divide_rounding_half_away(value.numerator, value.denominator)
-
-
-def _divide_rounding_half_away(numerator: int, denominator: int) -> int:
-    """``round_half_away_from_zero(numerator / denominator)`` for ``denominator > 0``, in ints
-    (the hot path: it avoids building a ``Fraction`` per fill)."""
-    magnitude = (2 * abs(numerator) + denominator) // (2 * denominator)
-    return magnitude if numerator >= 0 else -magnitude
-
-
-# --- day counts ---------------------------------------------------------------------------
-
-
-def days_30_360(start: date, end: date) -> int:
-    """Day count under ISDA 30/360 Bond Basis (module docstring)."""
-    d1 = 30 if start.day == 31 else start.day
-    d2 = 30 if end.day == 31 and d1 == 30 else end.day
-    return 360 * (end.year - start.year) + 30 * (end.month - start.month) + (d2 - d1)
-
-
-def year_fraction(
-    day_count: DayCount,
-    start: date,
-    end: date,
-    *,
-    period_start: date,
-    period_end: date,
-    frequency: int,
-) -> Fraction:
-    """Exact year fraction from ``start`` to ``end`` (``start <= end``).
-
-    ``period_start``/``period_end``/``frequency`` describe the coupon period and are used by
-    ACT/ACT (ICMA) only.
-    """
-    if end < start:
-        raise ValueError(f"year_fraction needs start <= end, got {start} > {end}")
-    if day_count is DayCount.ACT_365F:
-        return Fraction((end - start).days, 365)
-    if day_count is DayCount.ACT_360:
-        return Fraction((end - start).days, 360)
-    if day_count is DayCount.THIRTY_360:
-        return Fraction(days_30_360(start, end), 360)
-    if day_count is DayCount.ACT_ACT:
-        return Fraction((end - start).days, frequency * (period_end - period_start).days)
-    raise TypeError(f"unknown day count {day_count!r}")
+# Rounding and day counts are ``ledger.waterfall``'s (one implementation: the audit re-runs the
+# waterfall with them); imported here under their names, as the rest of the venue uses them.
+_divide_rounding_half_away = divide_rounding_half_away
 
 
 def check_trade_date(instrument: Instrument, trade_date: date) -> None:
